@@ -42,6 +42,9 @@ def save_tiny_timesformer(
     # orderings are decisive and transposed inputs visibly change the answer.
     with torch.no_grad():
         model.classifier.weight.mul_(50.0)
+        # TimeSformer initialises its time embedding to zeros, which makes a
+        # random model blind to frame order; a trained one is not.
+        model.timesformer.embeddings.time_embeddings.normal_(0.0, 0.5)
     path = Path(path)
     model.save_pretrained(path)
     processor = VideoMAEImageProcessor(

@@ -1,0 +1,173 @@
+"""``python -m stream``: predict on files, subscribe to a server, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stream", description="Live video action recognition.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="classify video files", description="Classify video files with a video model.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (mp4, avi, mov, mkv, webm, ...)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="labels to show (default: config top_k, 5)")
+    p.add_argument("--model", default=None, help="hub id or local model folder (default: from the config)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: from the config)")
+    p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 or int8 (default: from the config)")
+    p.add_argument("--span-s", type=_positive_float, default=None, help="seconds one clip covers (default: about 8.5)")
+    p.add_argument("--stride-s", type=_positive_float, default=None, help="print a timeline of clips every S seconds")
+    p.add_argument("--clips", type=_positive_int, default=3, help="clips averaged over a whole video (default 3)")
+    p.add_argument("--config", default=None, help="YAML config file (default: configs/default.yaml)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_predict)
+
+    try:
+        from stream import subscriber
+
+        subscriber.add_parser(sub)
+    except ImportError:  # the subscriber arrives with the server
+        pass
+    try:
+        from stream import bench
+
+        bench.add_parser(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def _progress_factory(enabled: bool) -> Callable[[int], Callable[[int], None]] | None:
+    if not enabled:
+        return None
+
+    def factory(total: int) -> Callable[[int], None]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="decoding", leave=False, file=sys.stderr)
+        return lambda n: (bar.update(n), bar.refresh() if bar.n >= total else None, bar.close() if bar.n >= total else None)
+
+    return factory
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from stream.config import ConfigError, load_config
+    from stream.model import ModelUnavailableError, Recognizer
+    from stream.predict import classify_video
+    from stream.video import VideoError
+
+    try:
+        cfg = load_config(
+            args.config,
+            {
+                "model.name": args.model,
+                "model.device": args.device,
+                "model.dtype": args.dtype,
+                "window.span_s": args.span_s,
+                "window.stride_s": args.stride_s,
+                "top_k": args.top_k,
+            },
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        recognizer = Recognizer.load(
+            cfg.model.name,
+            device=cfg.model.device,
+            dtype=cfg.model.dtype,
+            attention=cfg.model.attention,
+            num_frames=cfg.window.frames,
+        )
+    except ModelUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    failed = 0
+    results = []
+    for path in args.videos:
+        try:
+            result = classify_video(
+                recognizer,
+                path,
+                span_s=cfg.window.span_s,
+                stride_s=args.stride_s,
+                top_k=cfg.top_k,
+                num_clips=args.clips,
+                progress_factory=_progress_factory(sys.stderr.isatty() and not args.json),
+            )
+        except VideoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        results.append(result)
+        if not args.json:
+            _print_table(result, timeline=args.stride_s is not None)
+    if args.json:
+        payload = [r.to_json(timeline=args.stride_s is not None) for r in results]
+        print(json.dumps(payload if len(args.videos) > 1 else (payload[0] if payload else []), indent=2))
+    return EXIT_USAGE if failed else 0
+
+
+def _print_table(result, timeline: bool) -> None:
+    info = result.info
+    print(
+        f"{result.path}  ({info.duration_s:.1f} s, {info.width}x{info.height}, {info.fps:.1f} fps, "
+        f"{len(result.clips)} clip{'s' if len(result.clips) != 1 else ''})"
+    )
+    if timeline:
+        for clip in result.clips:
+            labels = ", ".join(f"{label} {score:.2f}" for label, score in clip.top_k[:3])
+            print(f"  {clip.start_s:7.2f} - {clip.end_s:7.2f} s  {labels}")
+        print("  overall:")
+    width = max(len(label) for label, _ in result.top_k)
+    for rank, (label, score) in enumerate(result.top_k, 1):
+        print(f"  {rank:2d}. {label:<{width}}  {score:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The hub client retries and warns at length when offline; our own message says it once.
+    for noisy in ("huggingface_hub", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
