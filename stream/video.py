@@ -38,6 +38,7 @@ class VideoInfo:
     codec: str
     fps: float
     pts: np.ndarray  # int64 presentation timestamps of every frame, sorted
+    keyframes: np.ndarray  # int64 pts of the keyframes (where a seek can land), sorted
     times: np.ndarray  # the same in seconds from the first frame
     time_base: float
 
@@ -57,8 +58,12 @@ def _open(path: str) -> av.container.InputContainer:
         raise VideoError(f"{path}: no such file")
     if p.is_dir():
         raise VideoError(f"{path}: is a folder, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{path}: is an empty file")
     try:
         return av.open(str(p), mode="r")
+    except av.error.EOFError:
+        raise VideoError(f"{path}: has no frames (the file ends before any video data)") from None
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from None
 
@@ -81,11 +86,14 @@ def open_video(path: str) -> VideoInfo:
         fps = float(rate) if rate else 0.0
         time_base = float(stream.time_base) if stream.time_base else (1.0 / fps if fps else 1.0)
         pts: list[int] = []
+        keys: list[int] = []
         try:
             for packet in container.demux(stream):
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is not None and packet.size > 0:
                     pts.append(int(ts))
+                    if packet.is_keyframe:
+                        keys.append(int(ts))
         except av.error.FFmpegError as exc:
             if not pts:
                 raise VideoError(f"{path}: cannot be read ({_ffmpeg_reason(exc)})") from None
@@ -102,6 +110,7 @@ def open_video(path: str) -> VideoInfo:
             codec=codec.name,
             fps=fps,
             pts=arr,
+            keyframes=np.unique(np.asarray(keys or [arr[0]], dtype=np.int64)),
             times=(arr - arr[0]) * time_base,
             time_base=time_base,
         )
@@ -173,27 +182,32 @@ def read_frames(
 
 
 def _decode_needed(container, stream, info: VideoInfo, wanted: list[int]) -> Iterator[av.VideoFrame]:
-    """Decoded frames in order, seeking ahead over long stretches no clip needs."""
-    pos_s = -1.0
+    """Decoded frames in order, seeking over long stretches that no clip needs.
+
+    A seek lands on the keyframe at or before its target, so we seek only when
+    that keyframe lies ahead of where the decoder already is: every seek makes
+    progress, and a video with one keyframe is simply decoded through.
+    """
+    ahead = _SEEK_AHEAD_S / info.time_base  # in pts units
+    pos: int | None = None
     k = 0
+
+    def keyframe_before(i: int) -> int:
+        j = int(np.searchsorted(info.keyframes, info.pts[i], side="right")) - 1
+        return int(info.keyframes[max(j, 0)])
+
     while k < len(wanted):
-        target_s = float(info.times[wanted[k]])
-        if target_s - pos_s > _SEEK_AHEAD_S:
-            # Seek to the keyframe at or before the target; decode forward from there.
-            container.seek(int(info.pts[wanted[k]]), stream=stream, backward=True, any_frame=False)
-        got = False
+        key = keyframe_before(wanted[k])
+        if key > (pos if pos is not None else info.pts[0]) + (ahead if pos is not None else 0):
+            container.seek(key, stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
-            pos_s = (frame.pts - info.pts[0]) * info.time_base
+            pos = frame.pts
             yield frame
-            while k < len(wanted) and info.pts[wanted[k]] <= frame.pts:
+            while k < len(wanted) and info.pts[wanted[k]] <= pos:
                 k += 1
-            got = True
-            if k < len(wanted) and float(info.times[wanted[k]]) - pos_s > _SEEK_AHEAD_S:
-                break
+            if k < len(wanted) and keyframe_before(wanted[k]) > pos + ahead:
+                break  # the next needed frame is far ahead: seek to it
         else:
-            if not got:
-                return  # nothing more to decode
-            if k < len(wanted):
-                return
+            return  # end of the stream
