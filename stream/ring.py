@@ -188,6 +188,13 @@ class FrameRing:
             slot = (self._start + self._count - 1) % self._capacity
             return Frame(image=self._images[slot].copy(), ts=float(self._ts[slot]), index=int(self._idx[slot]))
 
+    def latest_ts(self) -> float | None:
+        """Timestamp of the newest frame (no image copy), or None if empty."""
+        with self._lock:
+            if self._count == 0:
+                return None
+            return float(self._ts[(self._start + self._count - 1) % self._capacity])
+
     def timestamps(self) -> np.ndarray:
         """Timestamps of the frames held, oldest first (a copy)."""
         with self._lock:

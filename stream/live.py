@@ -1,0 +1,216 @@
+"""One live stream: its source, ring, clip ticker and label tracker.
+
+A LiveStream owns its ticker task and touches only its own state; the
+source owns its reader thread, the scheduler owns inference. Everything here
+runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream import clock
+from stream.hub import Hub
+from stream.labels import LabelTracker
+from stream.ring import FrameRing
+from stream.scheduler import InferenceScheduler
+from stream.sources import Source
+from stream.types import LabelEvent, Prediction, SourceState, StreamStatus, Window
+
+__all__ = ["LiveStream", "StreamFigures", "StreamInfo"]
+
+log = logging.getLogger(__name__)
+
+_AGE_WINDOW = 200  # label ages kept for the percentile
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """What a stream has done so far; read by the server for REST and metrics."""
+
+    frames_in: int  # frames stored in the ring
+    frames_decoded: int
+    frames_dropped: int  # decoded but not kept (decimation) or out of order
+    clips_inferred: int
+    clips_dropped: int  # clips replaced by a fresher one before they ran
+    ingest_fps: float
+    label_age_s: float | None  # of the newest labels
+    label_age_p95_s: float | None
+    inference_s: float | None
+    reconnects: int
+    ring_bytes: int
+    ring_frames: int
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    id: str
+    url: str  # masked: credentials never leave the process
+    kind: str
+    state: SourceState
+    reason: str
+    figures: StreamFigures
+    top_k: tuple[tuple[str, float], ...]
+    open_events: tuple[LabelEvent, ...]
+
+
+class LiveStream:
+    """Wires a source to the ring, offers clips every stride, tracks labels, publishes."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        url: str,
+        kind: str,
+        ring: FrameRing,
+        tracker: LabelTracker,
+        scheduler: InferenceScheduler,
+        hub: Hub,
+        num_frames: int,
+        span_s: float,
+        stride_s: float,
+        observers: list[Callable[[Prediction], None]] | None = None,
+    ) -> None:
+        self.id = stream_id
+        self.url = url
+        self.kind = kind
+        self.ring = ring
+        self.tracker = tracker
+        self.source: Source | None = None
+        self._scheduler = scheduler
+        self._hub = hub
+        self._num_frames = num_frames
+        self._span_s = span_s
+        self._stride_s = stride_s
+        self._observers = observers if observers is not None else []
+        self._ticker: asyncio.Task | None = None
+        self._state = SourceState.CONNECTING
+        self._reason = ""
+        self._last_offered_end = float("-inf")
+        self._ages: collections.deque[float] = collections.deque(maxlen=_AGE_WINDOW)
+        self._last_pred: Prediction | None = None
+        self._stopped = False
+        scheduler.register(stream_id, self._on_result)
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self, source: Source) -> None:
+        self.source = source
+        self._ticker = asyncio.create_task(self._tick(), name=f"clips:{self.id}")
+        await source.start()
+
+    def fail(self, reason: str) -> None:
+        """A stream that could never start: show it as failed, with the reason."""
+        self._on_status(StreamStatus(self.id, SourceState.FAILED, reason, clock.now()))
+
+    async def stop(self, reason: str = "removed") -> None:
+        """Stop the source and ticker, end open label events (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._scheduler.unregister(self.id)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+        if self.source is not None:
+            await self.source.stop()
+        self._publish_events(self.tracker.close(clock.now()))
+        if self._state not in (SourceState.STOPPED, SourceState.FAILED):
+            self._state, self._reason = SourceState.STOPPED, reason
+            self._hub.publish_status(StreamStatus(self.id, SourceState.STOPPED, reason, clock.now()))
+
+    # ------------------------------------------------------------ callbacks (loop thread)
+    def on_status(self, status: StreamStatus) -> None:
+        """Given to the source: statuses arrive here on the loop thread."""
+        if not self._stopped:
+            self._on_status(status)
+
+    def _on_status(self, status: StreamStatus) -> None:
+        self._state, self._reason = status.state, status.reason
+        if status.state is not SourceState.LIVE:
+            # A gap, a stop or a failure: what was going on before may not be now.
+            self._publish_events(self.tracker.close(status.ts or clock.now()))
+            self._last_offered_end = float("-inf")
+        self._hub.publish_status(status)
+
+    def _on_result(self, pred: Prediction) -> None:
+        if self._stopped:
+            return
+        # Stamp publication on the loop, so label age includes the hop from the inference thread.
+        pred = dataclasses.replace(pred, published=clock.now())
+        self._ages.append(pred.label_age_s)
+        smoothed, events = self.tracker.update(pred)
+        self._last_pred = smoothed
+        self._hub.publish_labels(smoothed)
+        self._publish_events(events)
+        for observe in self._observers:
+            observe(pred)
+
+    def _publish_events(self, events: list[LabelEvent]) -> None:
+        for event in events:
+            self._hub.publish_event(event)
+
+    # ------------------------------------------------------------ clips
+    async def _tick(self) -> None:
+        """Every stride, offer the scheduler a clip if new frames arrived since the last one."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self._stride_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if loop.time() - next_at > self._stride_s:
+                next_at = loop.time()  # the loop was stalled: do not fire a burst
+            latest = self.ring.latest_ts()
+            if self._state is not SourceState.LIVE or latest is None or latest <= self._last_offered_end:
+                continue  # nothing new: a frozen camera gets no stale labels
+            self._last_offered_end = latest
+            self._scheduler.offer(self.id, self._take_clip)
+
+    def _take_clip(self) -> Window | None:
+        """Runs on the inference thread when the batch starts: the freshest frames win."""
+        got = self.ring.clip(self._num_frames, self._span_s)
+        if got is None:
+            return None
+        frames, timestamps = got
+        return Window(self.id, frames, timestamps, clock.now())
+
+    # ------------------------------------------------------------ figures
+    def info(self) -> StreamInfo:
+        src = self.source.stats() if self.source is not None else None
+        ring = self.ring.stats()
+        offered, inferred, dropped = self._scheduler.stream_counts(self.id)
+        ages = np.fromiter(self._ages, dtype=np.float64) if self._ages else None
+        figures = StreamFigures(
+            frames_in=ring.frames_in,
+            frames_decoded=src.frames_decoded if src else 0,
+            frames_dropped=(src.frames_skipped if src else 0) + ring.frames_skipped + ring.frames_out_of_order,
+            clips_inferred=inferred,
+            clips_dropped=dropped,
+            ingest_fps=round(src.fps, 2) if src else 0.0,
+            label_age_s=float(ages[-1]) if ages is not None else None,
+            label_age_p95_s=float(np.percentile(ages, 95)) if ages is not None else None,
+            inference_s=self._last_pred.inference_s if self._last_pred else None,
+            reconnects=src.reconnects if src else 0,
+            ring_bytes=ring.nbytes,
+            ring_frames=ring.held,
+        )
+        return StreamInfo(
+            id=self.id,
+            url=self.url,
+            kind=self.kind,
+            state=self._state,
+            reason=self._reason,
+            figures=figures,
+            top_k=self._last_pred.top_k if self._last_pred else (),
+            open_events=self.tracker.open_events,
+        )

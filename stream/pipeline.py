@@ -1,0 +1,254 @@
+"""The live pipeline: streams in, labels and label events out through the hub.
+
+This is what the server calls: add and remove streams while running, list
+them with their figures, and shut everything down in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stream.config import Config, LabelConfig
+from stream.hub import Hub
+from stream.labels import LabelTracker
+from stream.live import LiveStream, StreamInfo
+from stream.model.recognizer import Recognizer
+from stream.ring import FrameRing, ring_capacity
+from stream.scheduler import InferenceScheduler
+from stream.sources import FrameSink, InvalidSource, SizeFor, Source, SourceOptions, StatusCallback, describe_source, open_source
+from stream.types import Prediction
+
+__all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[FrameSink, SizeFor, StatusCallback], Source]
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class StreamExists(ValueError):
+    """A stream with that id is already running."""
+
+
+class UnknownStream(KeyError):
+    """No stream has that id."""
+
+    def __str__(self) -> str:
+        return f"no stream with id {self.args[0]!r}"
+
+
+def ring_fps_for(config: Config, num_frames: int, max_fps: float | None) -> float:
+    """Frames per second a ring keeps: 4 per interval between sampled frames unless configured.
+
+    Only 8 frames of a clip's ~8.5 s reach the model; keeping (and converting)
+    every frame of a 30 fps camera would cost memory and CPU for nothing.
+    Four per interval keeps the nearest-frame error under an eighth of it.
+    """
+    window = config.window
+    fps = window.ring_fps or min(30.0, max(2.0, 4 * max(num_frames - 1, 1) / window.span_s))
+    return min(fps, max_fps) if max_fps else fps
+
+
+class Pipeline:
+    """Sources -> rings -> scheduler -> trackers -> hub, for any number of streams."""
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        config: Config,
+        *,
+        hub: Hub | None = None,
+        source_options: SourceOptions | None = None,
+    ) -> None:
+        self.recognizer = recognizer
+        self.config = config
+        self.hub = hub or Hub()
+        self.source_options = source_options or SourceOptions()
+        self.num_frames = config.window.frames or recognizer.num_frames
+        self.scheduler = InferenceScheduler(
+            recognizer,
+            top_k=config.top_k,
+            max_batch=config.scheduler.max_batch,
+            max_wait_ms=config.scheduler.max_wait_ms,
+        )
+        self.observers: list[Callable[[Prediction], None]] = []
+        self._streams: dict[str, LiveStream] = {}
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start inference and the streams named in the config."""
+        if self._started:
+            return
+        self._started = True
+        self.scheduler.start()
+        for src in self.config.sources:
+            await self.add_stream(src.url, stream_id=src.id, max_fps=src.max_fps, loop=src.loop, labels=src.labels)
+
+    async def stop(self) -> None:
+        """Stop every stream (ending open events), then inference. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        streams = list(self._streams.values())
+        self._streams.clear()
+        await asyncio.gather(*(s.stop("server shutting down") for s in streams), return_exceptions=True)
+        await self.scheduler.stop()
+
+    async def __aenter__(self) -> "Pipeline":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ streams
+    def _new_id(self, url: str | int) -> str:
+        if isinstance(url, int) or str(url).isdigit():
+            base = f"cam{url}"
+        else:
+            text = str(url)
+            parts = urlsplit(text)
+            base = parts.hostname if parts.scheme and parts.hostname else Path(parts.path or text).stem or "stream"
+            if parts.hostname and parts.path.strip("/"):
+                base = f"{parts.hostname}-{Path(parts.path).stem}"
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-.")[:48] or "stream"
+        candidate, n = base, 2
+        while candidate in self._streams:
+            candidate, n = f"{base}-{n}", n + 1
+        return candidate
+
+    def _make_stream(self, stream_id: str, url: str, kind: str, max_fps: float | None, labels: LabelConfig | None) -> LiveStream:
+        fps = ring_fps_for(self.config, self.num_frames, max_fps)
+        ring = FrameRing(ring_capacity(self.config.window.span_s, fps), fps)
+        tracker = LabelTracker(stream_id, self.recognizer.labels, labels or self.config.labels, self.config.top_k)
+        return LiveStream(
+            stream_id,
+            url=url,
+            kind=kind,
+            ring=ring,
+            tracker=tracker,
+            scheduler=self.scheduler,
+            hub=self.hub,
+            num_frames=self.num_frames,
+            span_s=self.config.window.span_s,
+            stride_s=self.config.window.stride_s,
+            observers=self.observers,
+        )
+
+    def _claim_id(self, stream_id: str | None, url: str | int) -> str:
+        if stream_id is None:
+            return self._new_id(url)
+        if not _ID_RE.match(stream_id):
+            raise ValueError(f"stream id {stream_id!r} is not valid: use 1-64 letters, digits, '_', '-' or '.'")
+        if stream_id in self._streams:
+            raise StreamExists(f"a stream with id {stream_id!r} already exists; remove it first or pick another id")
+        return stream_id
+
+    async def add_stream(
+        self,
+        url: str | int,
+        *,
+        stream_id: str | None = None,
+        max_fps: float | None = None,
+        loop: bool = True,
+        labels: LabelConfig | None = None,
+    ) -> StreamInfo:
+        """Start a stream from a URL, device or file.
+
+        A source that can never work (malformed URL, unknown scheme, missing
+        file) is still added, as a failed stream with the reason, so it shows up
+        where people look; the other streams are not affected.
+        """
+        self._check_open()
+        async with self._lock:
+            sid = self._claim_id(stream_id, url)
+            kind, shown = describe_source(url)
+            stream = self._make_stream(sid, shown, kind, max_fps, labels)
+            self._streams[sid] = stream
+        options = SourceOptions(**{**_options_dict(self.source_options), "max_fps": max_fps, "loop": loop})
+        try:
+            source = open_source(sid, url, stream.ring, self.recognizer.ingest_hw, stream.on_status, options)
+        except InvalidSource as exc:
+            log.warning("stream %s: %s", sid, exc)
+            stream.fail(str(exc))
+            return stream.info()
+        await stream.start(source)
+        log.info("stream %s added: %s", sid, shown)
+        return stream.info()
+
+    async def add_source(
+        self, factory: SourceFactory, *, stream_id: str | None = None, kind: str = "custom", url: str = "", labels: LabelConfig | None = None
+    ) -> StreamInfo:
+        """Start a stream from a source built by ``factory(sink, size_for, on_status)`` (WebRTC uses this)."""
+        self._check_open()
+        async with self._lock:
+            sid = self._claim_id(stream_id, url or kind)
+            stream = self._make_stream(sid, url or kind, kind, None, labels)
+            self._streams[sid] = stream
+        await stream.start(factory(stream.ring, self.recognizer.ingest_hw, stream.on_status))
+        return stream.info()
+
+    async def remove_stream(self, stream_id: str, reason: str = "removed") -> None:
+        """Stop a stream and forget it; its open label events end."""
+        async with self._lock:
+            stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            raise UnknownStream(stream_id)
+        await stream.stop(reason)
+        self.hub.forget(stream_id)
+        log.info("stream %s removed", stream_id)
+
+    def streams(self) -> list[StreamInfo]:
+        return [s.info() for s in self._streams.values()]
+
+    def stream(self, stream_id: str) -> StreamInfo:
+        return self._get(stream_id).info()
+
+    def live_stream(self, stream_id: str) -> LiveStream:
+        return self._get(stream_id)
+
+    def snapshot(self, stream_id: str):
+        """The newest frame of a stream as RGB at model scale (for previews), or None."""
+        stream = self._get(stream_id)
+        return stream.source.snapshot() if stream.source is not None else None
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def _get(self, stream_id: str) -> LiveStream:
+        try:
+            return self._streams[stream_id]
+        except KeyError:
+            raise UnknownStream(stream_id) from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the pipeline is shut down")
+        if not self._started:
+            raise RuntimeError("start the pipeline first (await pipeline.start() or `async with`)")
+
+
+def _options_dict(options: SourceOptions) -> dict:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}
+
+
+def bytes_per_stream(config: Config, num_frames: int, height: int, width: int, max_fps: float | None = None) -> int:
+    """Ring memory one stream needs for frames of this model-scale size."""
+    fps = ring_fps_for(config, num_frames, max_fps)
+    return ring_capacity(config.window.span_s, fps) * (height * width * 3 + 16)
+
+
+__all__.append("bytes_per_stream")
