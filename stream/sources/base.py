@@ -1,0 +1,623 @@
+"""The source stage: one class per kind of camera, all with the same lifecycle.
+
+A source decodes frames and writes the ones the sink wants, resized to model
+scale once, into a :class:`FrameSink` (the stream's FrameRing). Like aiortc's
+MediaStreamTrack it has ``async start()``, an idempotent ``async stop()``, an
+awaitable ``recv()`` and one end-of-stream exception. Its lifecycle is an
+explicit state machine (:data:`TRANSITIONS`); every change is published as a
+:class:`~stream.types.StreamStatus` on the asyncio loop thread, whichever
+thread caused it.
+
+:class:`Source` is deliberately small (state, statuses, frame admission,
+``recv``/``snapshot``/``stats``) so a WebRTC source can push frames from an
+asyncio task. :class:`ThreadedSource` adds what blocking readers need: a
+reader thread, reconnects with backoff, and a no-frame watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from stream import clock
+from stream.model.preprocess import resize_frame
+from stream.sources.backoff import Backoff
+from stream.sources.errors import (
+    EndOfStream,
+    FatalSourceError,
+    IllegalTransition,
+    SourceError,
+    TransientSourceError,
+)
+from stream.sources.urls import scrub
+from stream.types import Frame, SourceState, StreamStatus
+
+__all__ = [
+    "FrameSink",
+    "SizeFor",
+    "StatusCallback",
+    "SourceOptions",
+    "SourceStats",
+    "TRANSITIONS",
+    "TERMINAL",
+    "Source",
+    "ThreadedSource",
+]
+
+logger = logging.getLogger(__name__)
+
+SizeFor = Callable[[int, int], tuple[int, int]]
+StatusCallback = Callable[[StreamStatus], None]
+
+
+@runtime_checkable
+class FrameSink(Protocol):
+    """Where a source writes frames (the stream's FrameRing). Called from the reader thread."""
+
+    def wants(self, ts: float) -> bool:
+        """Decimation gate, asked *before* a decoded frame is converted and resized."""
+        ...
+
+    def push(self, frame: Frame) -> None:
+        """Store one RGB frame at model scale."""
+        ...
+
+    def reset(self) -> None:
+        """Forget stored frames: called on every (re)connect so a clip never spans a gap."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    """How patient a source is. Defaults suit real cameras; tests shorten them."""
+
+    watchdog_s: float = 10.0  # no frame for this long -> reconnect (catches servers that freeze without closing)
+    backoff_initial_s: float = 0.5  # first wait before reconnecting; doubles up to backoff_max_s
+    backoff_max_s: float = 30.0
+    open_timeout_s: float = 5.0  # connect + probe
+    read_timeout_s: float = 5.0  # one blocking read
+    max_fps: float | None = None  # admit at most this many frames per second into the sink
+    loop: bool = True  # files: start again at the end instead of stopping
+
+    def __post_init__(self) -> None:
+        for name in ("watchdog_s", "backoff_initial_s", "backoff_max_s", "open_timeout_s", "read_timeout_s"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"SourceOptions.{name} must be > 0, got {value!r}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"SourceOptions.backoff_max_s ({self.backoff_max_s}) must be >= backoff_initial_s ({self.backoff_initial_s})"
+            )
+        if self.max_fps is not None and not self.max_fps > 0:
+            raise ValueError(f"SourceOptions.max_fps must be > 0 or None, got {self.max_fps!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStats:
+    """Counters of one source, read at any time from any thread."""
+
+    stream_id: str
+    state: SourceState | None
+    reason: str
+    frames_decoded: int  # every frame the decoder produced
+    frames_in: int  # frames accepted by the sink (converted, resized, pushed)
+    frames_skipped: int  # decoded but not wanted (max_fps or the sink's own decimation)
+    fps: float  # decoded frames per second over the last few seconds
+    reconnects: int
+    last_error: str
+
+
+# Which state may follow which. None is "created, not started yet".
+# RECONNECTING -> RECONNECTING updates the reason after each failed attempt
+# (the stream stays "reconnecting" until a frame arrives, so a page does not
+# flicker between connecting and reconnecting). STOPPED and FAILED are final.
+TRANSITIONS: dict[SourceState | None, frozenset[SourceState]] = {
+    None: frozenset({SourceState.CONNECTING, SourceState.STOPPED, SourceState.FAILED}),
+    SourceState.CONNECTING: frozenset(
+        {SourceState.LIVE, SourceState.RECONNECTING, SourceState.STOPPED, SourceState.FAILED}
+    ),
+    SourceState.LIVE: frozenset({SourceState.RECONNECTING, SourceState.STOPPED, SourceState.FAILED}),
+    SourceState.RECONNECTING: frozenset(
+        {SourceState.RECONNECTING, SourceState.LIVE, SourceState.STOPPED, SourceState.FAILED}
+    ),
+    SourceState.STOPPED: frozenset(),
+    SourceState.FAILED: frozenset(),
+}
+TERMINAL = frozenset({SourceState.STOPPED, SourceState.FAILED})
+
+_FPS_WINDOW_S = 5.0  # stats().fps is measured over this many seconds
+_PREVIEW_INTEREST_S = 2.0  # a snapshot() within this long makes grab-only readers keep frames for it
+
+
+class _RateGate:
+    """Admit at most ``max_fps`` frames per second, evenly, without drifting."""
+
+    def __init__(self, max_fps: float | None) -> None:
+        self._period = 1.0 / max_fps if max_fps else None
+        self._next = float("-inf")
+
+    def reset(self) -> None:
+        self._next = float("-inf")
+
+    def allow(self, ts: float) -> bool:
+        if self._period is None:
+            return True
+        # A little tolerance: a 30 fps camera capped at 10 fps must not lose
+        # every third slot to a frame that arrives a millisecond early.
+        if ts < self._next - 0.1 * self._period:
+            return False
+        # Keep the schedule (no drift) unless we fell a whole period behind.
+        self._next = self._next + self._period if ts - self._next < self._period else ts + self._period
+        return True
+
+
+class Source:
+    """Base of every source: state machine, statuses, frame admission, recv/snapshot/stats.
+
+    Subclasses implement :meth:`_start_impl` and :meth:`_stop_impl`, and feed
+    frames with :meth:`_admit`, :meth:`_push_rgb` and :meth:`_keep_latest`
+    (from any thread). ``display`` is how the source is named in statuses and
+    logs; it must already be masked.
+    """
+
+    kind: ClassVar[str] = "source"
+
+    def __init__(
+        self,
+        stream_id: str,
+        sink: FrameSink,
+        size_for: SizeFor,
+        on_status: StatusCallback | None = None,
+        options: SourceOptions | None = None,
+        *,
+        display: str = "",
+    ) -> None:
+        self.stream_id = stream_id
+        self.options = options or SourceOptions()
+        self.display = scrub(display) if display else stream_id
+        self._sink = sink
+        self._size_for = size_for
+        self._on_status = on_status
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # guards state/reason and the order statuses are queued in
+        self._state: SourceState | None = None
+        self._reason = "not started"
+        self._started = False
+        self._stop_task: asyncio.Future[None] | None = None
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
+        self._rate = _RateGate(self.options.max_fps)
+        # recv() waiters live on the loop thread; readers only look at the flag.
+        self._waiters: list[asyncio.Future[Frame]] = []
+        self._waiting = False
+        # Newest decoded frame and how to turn it into RGB, for snapshot().
+        self._latest: tuple[Any, Callable[[Any], np.ndarray]] | None = None
+        self._preview_asked_at = float("-inf")
+        # Counters: written by one reader thread, read anywhere (ints are atomic under the GIL).
+        self._frames_decoded = 0
+        self._frames_in = 0
+        self._frames_skipped = 0
+        self._reconnects = 0
+        self._last_error = ""
+        self._conn_index = 0
+        self._last_frame_at = clock.now()
+        self._decode_times: collections.deque[float] = collections.deque(maxlen=512)
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def state(self) -> SourceState | None:
+        """Current state; None until :meth:`start`."""
+        return self._state
+
+    @property
+    def reason(self) -> str:
+        """Why the source is in its state, in words people can act on."""
+        return self._reason
+
+    async def start(self) -> None:
+        """Begin connecting. Statuses are delivered on the loop this is awaited on."""
+        if self._started or self._stop_task is not None:
+            raise RuntimeError(f"source {self.stream_id!r} was already started or stopped (sources are single-use)")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._set_state(SourceState.CONNECTING, f"connecting to {self.display}")
+        await self._start_impl()
+
+    async def stop(self) -> None:
+        """Stop reading and release everything. Idempotent; concurrent calls wait for the same stop."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop_once())
+        await asyncio.shield(self._stop_task)
+
+    async def recv(self) -> Frame:
+        """The next frame the sink accepts after this call; :class:`EndOfStream` once stopped or failed."""
+        if self._state in TERMINAL:
+            raise EndOfStream(f"{self.stream_id}: {self._state.value}: {self._reason}")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        future: asyncio.Future[Frame] = loop.create_future()
+        self._waiters.append(future)
+        self._waiting = True
+        return await future
+
+    def __aiter__(self) -> Source:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self.recv()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Source:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def snapshot(self) -> np.ndarray | None:
+        """The newest decoded frame as RGB at model scale, converted now (for a live preview)."""
+        self._preview_asked_at = clock.now()
+        latest = self._latest
+        if latest is None:
+            return None
+        raw, to_rgb = latest
+        rgb = to_rgb(raw)
+        return resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1]))
+
+    def stats(self) -> SourceStats:
+        """A consistent-enough copy of the counters (no lock: they are monotone ints)."""
+        return SourceStats(
+            stream_id=self.stream_id,
+            state=self._state,
+            reason=self._reason,
+            frames_decoded=self._frames_decoded,
+            frames_in=self._frames_in,
+            frames_skipped=self._frames_skipped,
+            fps=self._measured_fps(),
+            reconnects=self._reconnects,
+            last_error=self._last_error,
+        )
+
+    def __repr__(self) -> str:
+        state = self._state.value if self._state else "new"
+        return f"<{type(self).__name__} {self.stream_id!r} {self.display} {state}>"
+
+    # ------------------------------------------------------- for subclasses
+
+    async def _start_impl(self) -> None:
+        """Start producing frames (a thread, a task...)."""
+        raise NotImplementedError
+
+    async def _stop_impl(self) -> None:
+        """Stop producing frames and release resources; must not return before that is done."""
+
+    def _set_state(self, state: SourceState, reason: str) -> None:
+        """Move to ``state`` (any thread); raises :class:`IllegalTransition` if the table forbids it."""
+        self._transition(state, reason, expect=None)
+
+    def _set_state_if(self, expect: SourceState, state: SourceState, reason: str) -> bool:
+        """Move to ``state`` only if the source is still in ``expect``; True if it moved."""
+        return self._transition(state, reason, expect=expect)
+
+    def _begin_connection(self) -> None:
+        """Call before every (re)connect: a clip must never span the gap."""
+        self._sink.reset()
+        self._rate.reset()
+        self._conn_index = 0
+        self._last_frame_at = clock.now()
+
+    def _keep_latest(self, raw: Any, to_rgb: Callable[[Any], np.ndarray]) -> None:
+        """Remember the newest decoded frame for :meth:`snapshot`, unconverted (a reference, no copy)."""
+        self._latest = (raw, to_rgb)
+
+    def _preview_wanted(self) -> bool:
+        """Whether someone asked for a snapshot recently (grab-only readers then keep frames)."""
+        return clock.now() - self._preview_asked_at < _PREVIEW_INTEREST_S
+
+    def _admit(self, ts: float, size: tuple[int, int] | None = None) -> bool:
+        """Count one decoded frame; True if it should be converted and pushed.
+
+        Cheap on purpose: it runs for every decoded frame, before any colour
+        conversion or resize. The first frame of a connection makes the
+        source LIVE.
+        """
+        now = clock.now()
+        self._frames_decoded += 1
+        self._conn_index += 1
+        self._last_frame_at = now
+        self._decode_times.append(now)
+        if self._state is not SourceState.LIVE:
+            shape = f"{size[1]}x{size[0]} " if size else ""
+            self._go_live(f"receiving {shape}video from {self.display}")
+        if self._rate.allow(ts) and self._sink.wants(ts):
+            return True
+        self._frames_skipped += 1
+        return False
+
+    def _push_rgb(self, rgb: np.ndarray, ts: float) -> Frame:
+        """Resize an admitted RGB frame to model scale once, and push it to the sink."""
+        image = resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1]))
+        # index counts decoded frames of this connection, so gaps show decimation.
+        frame = Frame(image=image, ts=ts, index=self._conn_index - 1)
+        self._sink.push(frame)
+        self._frames_in += 1
+        if self._waiting and self._loop is not None:
+            self._call_on_loop(self._wake, frame)
+        return frame
+
+    # --------------------------------------------------------------- helpers
+
+    def _go_live(self, reason: str) -> None:
+        with self._lock:
+            if self._state in (SourceState.CONNECTING, SourceState.RECONNECTING):
+                self._transition_locked(SourceState.LIVE, reason)
+
+    def _transition(self, state: SourceState, reason: str, expect: SourceState | None) -> bool:
+        with self._lock:
+            if expect is not None and self._state is not expect:
+                return False
+            self._transition_locked(state, reason)
+            return True
+
+    def _transition_locked(self, state: SourceState, reason: str) -> None:
+        old = self._state
+        if state not in TRANSITIONS[old]:
+            allowed = ", ".join(sorted(s.value for s in TRANSITIONS[old])) or "nothing (final state)"
+            raise IllegalTransition(
+                f"source {self.stream_id!r} cannot go from {old.value if old else 'new'} to {state.value}; "
+                f"allowed: {allowed}"
+            )
+        reason = scrub(reason)
+        self._state, self._reason = state, reason
+        level = logging.WARNING if state in (SourceState.RECONNECTING, SourceState.FAILED) else logging.INFO
+        logger.log(level, "source %s: %s (%s)", self.stream_id, state.value, reason)
+        status = StreamStatus(
+            stream_id=self.stream_id,
+            state=state,
+            reason=reason,
+            ts=clock.now(),
+            extra={"kind": self.kind, "source": self.display},
+        )
+        # Queued under the lock, so callbacks see states in the order they happened.
+        if self._on_status is not None:
+            self._call_on_loop(self._deliver_status, status)
+        if state in TERMINAL:
+            self._call_on_loop(self._end_waiters)
+
+    def _call_on_loop(self, callback: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            # The loop is closed: the program is shutting down and nobody is listening.
+            pass
+
+    def _deliver_status(self, status: StreamStatus) -> None:
+        try:
+            self._on_status(status)  # type: ignore[misc]
+        except Exception:
+            logger.exception("source %s: status callback failed", self.stream_id)
+
+    def _wake(self, frame: Frame) -> None:
+        waiters, self._waiters, self._waiting = self._waiters, [], False
+        for future in waiters:
+            if not future.done():
+                future.set_result(frame)
+
+    def _end_waiters(self) -> None:
+        waiters, self._waiters, self._waiting = self._waiters, [], False
+        for future in waiters:
+            if not future.done():
+                future.set_exception(EndOfStream(f"{self.stream_id}: {self._reason}"))
+
+    async def _stop_once(self) -> None:
+        try:
+            await self._stop_impl()
+        finally:
+            with self._lock:
+                # A FAILED source keeps its reason: stopping it must not hide why it failed.
+                if self._state not in TERMINAL:
+                    self._transition_locked(SourceState.STOPPED, "stopped")
+            self._end_waiters()
+
+    def _target_size(self, height: int, width: int) -> tuple[int, int]:
+        size = self._sizes.get((height, width))
+        if size is None:
+            size = tuple(self._size_for(height, width))  # type: ignore[assignment]
+            self._sizes[(height, width)] = size  # type: ignore[assignment]
+        return size  # type: ignore[return-value]
+
+    def _measured_fps(self) -> float:
+        times = list(self._decode_times)
+        now = clock.now()
+        recent = [t for t in times if now - t <= _FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        span = recent[-1] - recent[0]
+        return (len(recent) - 1) / span if span > 0 else 0.0
+
+
+class ThreadedSource(Source):
+    """A source whose reader blocks (FFmpeg, OpenCV): one supervised thread per source.
+
+    The thread loops: connect, read until the stream ends or breaks, then
+    RECONNECTING, wait (exponential backoff with jitter), reset the sink,
+    try again. :class:`FatalSourceError` ends it in FAILED. Subclasses
+    implement :meth:`_connect`, :meth:`_read` and :meth:`_disconnect`, and
+    call :meth:`_check_watchdog` after every packet or grab.
+
+    A no-frame watchdog also runs on the event loop: if a LIVE source sees no
+    frame for ``watchdog_s`` (a camera that froze without closing its
+    connection, a read stuck where FFmpeg cannot interrupt it), it reports
+    RECONNECTING at once and the reader drops that connection as soon as it
+    gets control back.
+    """
+
+    watchdog_enabled: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_event = threading.Event()
+        self._stalled = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watchdog_handle: asyncio.TimerHandle | None = None
+        self._live_since: float | None = None
+
+    # ------------------------------------------------------------ interface
+
+    def _connect(self) -> None:
+        """Open the camera; raise Fatal/TransientSourceError."""
+        raise NotImplementedError
+
+    def _read(self) -> None:
+        """Read frames until the stream ends (return) or breaks (raise); return early once stopping."""
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        """Release what :meth:`_connect` opened. Must not raise; called from the reader thread only."""
+        raise NotImplementedError
+
+    def _on_end_of_stream(self) -> bool:
+        """The stream ended normally: True to finish (state already set), else raise to reconnect."""
+        raise TransientSourceError(f"{self.display} ended the stream")
+
+    def _classify(self, exc: Exception) -> SourceError:
+        """Map an unexpected library error to fatal or transient (default: transient)."""
+        return TransientSourceError(f"error reading {self.display}: {scrub(str(exc))}")
+
+    # ---------------------------------------------------------- supervision
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    async def _start_impl(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.stream_id}", daemon=True)
+        self._thread.start()
+        if self.watchdog_enabled:
+            self._schedule_watchdog()
+
+    async def _stop_impl(self) -> None:
+        self._stop_event.set()
+        if self._watchdog_handle is not None:
+            self._watchdog_handle.cancel()
+        thread = self._thread
+        if thread is None:
+            return
+        # A reader blocked inside FFmpeg returns within its read timeout (the
+        # interrupt callback); closing the container from here instead would
+        # free it under the reader's feet.
+        limit = self.options.open_timeout_s + self.options.read_timeout_s + 2.0
+        await asyncio.to_thread(thread.join, limit)
+        if thread.is_alive():
+            logger.warning("source %s: reader thread still busy %.0f s after stop; leaving it", self.stream_id, limit)
+
+    def _check_watchdog(self) -> None:
+        """Raise if the loop-side watchdog fired or no frame came for ``watchdog_s``."""
+        if self._stalled.is_set():
+            raise TransientSourceError(self._stall_reason())
+        if clock.now() - self._last_frame_at > self.options.watchdog_s:
+            raise TransientSourceError(self._stall_reason())
+
+    def _stall_reason(self) -> str:
+        return (
+            f"no frames from {self.display} for {self.options.watchdog_s:g} s "
+            "(camera frozen or network down)"
+        )
+
+    def _begin_connection(self) -> None:
+        super()._begin_connection()
+        self._stalled.clear()
+        self._live_since = None
+
+    def _go_live(self, reason: str) -> None:
+        if self._stalled.is_set():
+            return  # this connection is being dropped; LIVE again only after a fresh one
+        self._live_since = clock.now()
+        super()._go_live(reason)
+
+    def _run(self) -> None:
+        options = self.options
+        backoff = Backoff(options.backoff_initial_s, options.backoff_max_s)
+        while not self._stop_event.is_set():
+            self._begin_connection()
+            error = ""
+            try:
+                self._connect()
+                if self._stop_event.is_set():
+                    break
+                # The watchdog counts from here, not from the start of the
+                # open: probing can take a second, and with fflags=nobuffer
+                # the probed packets are dropped, so the first picture waits
+                # for the next keyframe (up to a GOP).
+                self._last_frame_at = clock.now()
+                self._read()
+                if self._stop_event.is_set():
+                    break
+                if self._on_end_of_stream():
+                    break
+            except FatalSourceError as exc:
+                self._last_error = str(exc)
+                self._set_state_unless_stopping(SourceState.FAILED, str(exc))
+                break
+            except TransientSourceError as exc:
+                error = str(exc)
+            except Exception as exc:
+                # A library error nobody mapped yet, or a bug downstream (sink,
+                # size_for): log it once per attempt, keep the camera alive.
+                logger.exception("source %s: unexpected error", self.stream_id)
+                classified = self._classify(exc)
+                if isinstance(classified, FatalSourceError):
+                    self._last_error = str(classified)
+                    self._set_state_unless_stopping(SourceState.FAILED, str(classified))
+                    break
+                error = str(classified)
+            finally:
+                self._disconnect()
+            if self._stop_event.is_set():
+                break
+            # A connection that stayed up longer than the longest wait was
+            # healthy: the next failure is a new incident, start quick again.
+            if self._live_since is not None and clock.now() - self._live_since >= options.backoff_max_s:
+                backoff.reset()
+            delay = backoff.next()
+            self._reconnects += 1
+            self._last_error = scrub(error)
+            self._set_state_unless_stopping(SourceState.RECONNECTING, f"{error}; retrying in {delay:.1f} s")
+            if self._stop_event.wait(delay):
+                break
+
+    def _set_state_unless_stopping(self, state: SourceState, reason: str) -> None:
+        with self._lock:
+            if self._stop_event.is_set() or self._state in TERMINAL:
+                return
+            self._transition_locked(state, reason)
+
+    def _schedule_watchdog(self) -> None:
+        loop = self._loop
+        if loop is None or self._stop_event.is_set():
+            return
+        interval = min(1.0, self.options.watchdog_s / 4)
+        self._watchdog_handle = loop.call_later(interval, self._watchdog_tick)
+
+    def _watchdog_tick(self) -> None:
+        if self._stop_event.is_set() or self._state in TERMINAL:
+            return
+        if self._state is SourceState.LIVE and clock.now() - self._last_frame_at > self.options.watchdog_s:
+            self._stalled.set()
+            self._set_state_if(SourceState.LIVE, SourceState.RECONNECTING, f"{self._stall_reason()}; reconnecting")
+        self._schedule_watchdog()
+
