@@ -1,0 +1,135 @@
+"""Network cameras and streams through PyAV: rtsp, rtsps, rtmp, http, https."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import av.error
+
+from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
+from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback, ThreadedSource
+from stream.sources.errors import InvalidSource
+from stream.sources.urls import SourceKind, classify
+
+__all__ = ["NetworkSource", "ffmpeg_options", "read_timeout"]
+
+logger = logging.getLogger(__name__)
+
+
+def read_timeout(options: SourceOptions) -> float:
+    """Seconds one blocking read may take before FFmpeg gives up.
+
+    Half the watchdog, because a frozen H.264 server is noticed only at the
+    *second* timed-out read: at the first one FFmpeg's parser releases the
+    frame it was holding back (stamped late, and dropped with the sink's
+    reset on reconnect), and only the next read fails.
+    """
+    return min(options.read_timeout_s, options.watchdog_s / 2)
+
+
+def ffmpeg_options(scheme: str, options: SourceOptions) -> dict[str, str]:
+    """FFmpeg options for a live network source: low latency, bounded waits."""
+    # "flags=low_delay" is not here: PyAV does not pass these options to the
+    # decoder it opens, so open_video(low_delay=True) sets the flag itself.
+    opts: dict[str, str] = {}
+    socket_timeout_us = str(int(read_timeout(options) * 1_000_000))
+    if scheme in ("rtsp", "rtsps", "rtmp"):
+        # Hand packets over as they arrive. This also drops the packets read
+        # while probing, so the first picture waits for the next keyframe,
+        # instead of a burst of second-old frames stamped "now" at connect.
+        opts["fflags"] = "nobuffer"
+    if scheme in ("rtsp", "rtsps"):
+        opts.update(
+            rtsp_transport="tcp",  # UDP drops packets under load and is blocked by most NATs
+            timeout=socket_timeout_us,  # socket I/O timeout in microseconds ("stimeout" is gone)
+            allowed_media_types="video",  # do not set up audio we would throw away
+            analyzeduration="1000000",  # probe 1 s, not 5 s: a camera's SDP already says most of it
+        )
+    elif scheme in ("http", "https"):
+        # No nobuffer here: over HTTP a short clip can be read whole while
+        # probing, and nobuffer would throw all of it away.
+        opts.update(timeout=socket_timeout_us)
+    # rtmp: its "timeout" option means *listen* for a publisher, so it is not
+    # set; PyAV's interrupt-callback timeouts bound the waits instead.
+    return opts
+
+
+class NetworkSource(ThreadedSource):
+    """A live network stream, decoded by PyAV in a reader thread, reconnected when it breaks.
+
+    Every frame is decoded (a stream cannot be skipped into), but only the
+    frames the sink wants are converted to RGB and resized. ``Frame.ts`` is
+    ``time.monotonic()`` right after decoding: when the frame reached us,
+    which is what the rest of the pipeline aligns clips and latency on.
+    """
+
+    kind = "network"
+
+    def __init__(
+        self,
+        stream_id: str,
+        url: str,
+        sink: FrameSink,
+        size_for: SizeFor,
+        on_status: StatusCallback | None = None,
+        options: SourceOptions | None = None,
+    ) -> None:
+        spec = classify(url)
+        if spec.kind is not SourceKind.NETWORK:
+            raise InvalidSource(f"{spec.display} is not a network URL (rtsp, rtsps, rtmp, http or https)")
+        super().__init__(stream_id, sink, size_for, on_status, options, display=spec.display)
+        self._url = url
+        self._scheme = spec.scheme
+        self._container: Any = None
+        self._stream: Any = None
+
+    def _connect(self) -> None:
+        options = self.options
+        read_s = read_timeout(options)
+        self._container, self._stream = open_video(
+            self._url,
+            self.display,
+            network=True,
+            options=ffmpeg_options(self._scheme, options),
+            timeout=(options.open_timeout_s, read_s),
+            low_delay=True,
+        )
+        logger.info(
+            "source %s: opened %s (%s %sx%s)",
+            self.stream_id,
+            self.display,
+            self._stream.codec_context.name,
+            self._stream.codec_context.width,
+            self._stream.codec_context.height,
+        )
+
+    def _read(self) -> None:
+        read_s = read_timeout(self.options)
+        stream = self._stream
+        try:
+            for packet in self._container.demux(stream):
+                if self.stopping:
+                    return
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    # A damaged packet (lost data, missing reference): the
+                    # decoder recovers at the next keyframe; the watchdog
+                    # catches a stream that never does.
+                    frames = ()
+                for frame in frames:
+                    ts = time.monotonic()
+                    self._keep_latest(frame, av_to_rgb)
+                    if self._admit(ts, (frame.height, frame.width)):
+                        self._push_rgb(av_to_rgb(frame), ts)
+                self._check_watchdog()
+        except av.error.FFmpegError as exc:
+            if self.stopping:
+                return
+            raise classify_av_error(exc, self.display, network=True, reading=True, timeout_s=read_s) from None
+
+    def _disconnect(self) -> None:
+        container, self._container, self._stream = self._container, None, None
+        close_quietly(container)
