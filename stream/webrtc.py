@@ -1,0 +1,175 @@
+"""WebRTC ingest: a browser sends its camera, the server answers with aiortc.
+
+Signalling is one HTTP round trip (the page POSTs its offer, we return the
+answer with every ICE candidate in it), so no trickle ICE channel is needed.
+ICE servers are empty unless configured: nothing is contacted outside the
+network the user is on. Each peer connection becomes a normal pipeline
+stream (id, state, labels, events) through :class:`TrackSource`; when the
+peer goes away (closed, failed, or silent past the watchdog) the stream ends
+and everything is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from stream.pipeline import Pipeline, StreamExists
+from stream.sources import SourceOptions
+from stream.sources.webrtc import TrackSource
+from stream.types import SourceState, StreamStatus
+
+__all__ = ["WebRtcError", "WebRtcGateway", "Answer", "limit_host_addresses"]
+
+log = logging.getLogger(__name__)
+
+_MAX_SDP = 64 * 1024
+
+
+class WebRtcError(Exception):
+    """A refused offer: ``status`` is the HTTP status, ``code`` a slug, the message says why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Answer:
+    sdp: str
+    type: str
+    stream_id: str
+
+
+def limit_host_addresses(addresses: list[str]) -> None:
+    """Offer only these local addresses as ICE host candidates (aioice offers every interface).
+
+    aioice has no per-connection setting for this, so its module function is
+    replaced for the process; an empty list leaves aioice alone.
+    """
+    if not addresses:
+        return
+    import aioice.ice
+
+    chosen = list(addresses)
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: [
+        a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
+    ]
+
+
+class WebRtcGateway:
+    """Turns offers into answers and peer connections into pipeline streams."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        ice_servers: list[str] | None = None,
+        max_streams: int = 4,
+        watchdog_s: float = 5.0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.ice_servers = list(ice_servers or [])
+        self.max_streams = max_streams
+        self.options = SourceOptions(watchdog_s=watchdog_s)
+        self._peers: dict[str, object] = {}  # stream id -> RTCPeerConnection
+        self._closing: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @property
+    def active(self) -> int:
+        return len(self._peers)
+
+    def _configuration(self):
+        from aiortc import RTCConfiguration, RTCIceServer
+
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self.ice_servers])
+
+    @staticmethod
+    def _check_offer(sdp: object, kind: object) -> str:
+        if kind != "offer":
+            raise WebRtcError(400, "bad_offer", f"expected an SDP of type 'offer', got type {kind!r}")
+        if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+            raise WebRtcError(400, "bad_offer", "the offer's 'sdp' must be a session description starting with 'v=0'")
+        if len(sdp) > _MAX_SDP:
+            raise WebRtcError(413, "offer_too_large", f"the offer is larger than {_MAX_SDP} bytes")
+        if "m=video" not in sdp:
+            raise WebRtcError(400, "no_video", "the offer has no video track: add the camera track before creating the offer")
+        return sdp
+
+    async def accept(self, sdp: object, kind: object = "offer", stream_id: str | None = None) -> Answer:
+        """Answer an offer and start a stream for its video track."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        offer_sdp = self._check_offer(sdp, kind)
+        async with self._lock:
+            if len(self._peers) >= self.max_streams:
+                raise WebRtcError(
+                    409, "webrtc_limit", f"{self.max_streams} browser cameras are already streaming; stop one and try again"
+                )
+            sid = stream_id or f"webrtc-{secrets.token_hex(3)}"
+            if sid in self.pipeline or sid in self._peers:
+                raise WebRtcError(409, "stream_exists", f"a stream with id {sid!r} already exists")
+            pc = RTCPeerConnection(self._configuration())
+            self._peers[sid] = pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError and others for bad SDP
+            await self._forget(sid)
+            raise WebRtcError(400, "bad_offer", f"the offer could not be used: {exc}") from None
+        track = next(
+            (t.receiver.track for t in pc.getTransceivers() if t.kind == "video" and t.receiver.track is not None), None
+        )
+        if track is None:
+            await self._forget(sid)
+            raise WebRtcError(400, "no_video", "the offer has no video track the server can receive")
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(sid, f"browser connection {pc.connectionState}")
+
+        def factory(sink, size_for, on_status):
+            def status_then_cleanup(status: StreamStatus) -> None:
+                on_status(status)
+                if status.state in (SourceState.STOPPED, SourceState.FAILED, SourceState.RECONNECTING):
+                    # A browser does not come back on its own: a silent or closed peer ends the stream.
+                    asyncio.get_running_loop().create_task(self.close(sid, status.reason))
+
+            return TrackSource(sid, track, sink, size_for, status_then_cleanup, self.options)
+
+        try:
+            await self.pipeline.add_source(factory, stream_id=sid, kind="webrtc", url="browser camera")
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)  # aiortc gathers every candidate before returning
+        except StreamExists as exc:
+            await self._forget(sid)
+            raise WebRtcError(409, "stream_exists", str(exc)) from None
+        except Exception as exc:
+            await self.close(sid, "answer failed")
+            raise WebRtcError(400, "bad_offer", f"could not answer the offer: {exc}") from None
+        log.info("webrtc stream %s connected (%d active)", sid, len(self._peers))
+        return Answer(pc.localDescription.sdp, pc.localDescription.type, sid)
+
+    async def _forget(self, sid: str) -> None:
+        pc = self._peers.pop(sid, None)
+        if pc is not None:
+            await pc.close()
+
+    async def close(self, sid: str, reason: str = "closed") -> None:
+        """End one browser stream: close the peer and remove the stream (idempotent)."""
+        if sid in self._closing or sid not in self._peers:
+            return
+        self._closing.add(sid)
+        try:
+            await self._forget(sid)
+            if sid in self.pipeline:
+                await self.pipeline.remove_stream(sid, reason)
+            log.info("webrtc stream %s closed: %s", sid, reason)
+        finally:
+            self._closing.discard(sid)
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(sid, "server shutting down") for sid in list(self._peers)))

@@ -1,0 +1,156 @@
+"""WebRTC ingest with a real aiortc peer sending a synthetic camera over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+
+import av
+import numpy as np
+import pytest
+
+from stream.config import validate_config
+from stream.hub import Filter, MessageKind
+from stream.model import Recognizer
+from stream.pipeline import Pipeline
+from stream.types import SourceState
+from stream.webrtc import WebRtcError, WebRtcGateway, limit_host_addresses
+
+pytestmark = pytest.mark.slow
+
+
+class SyntheticCamera:
+    """A real aiortc video track: a moving square at ``fps``, like a small webcam."""
+
+    def __new__(cls, fps: int = 15, width: int = 320, height: int = 240):
+        from aiortc import VideoStreamTrack
+
+        class _Track(VideoStreamTrack):
+            def __init__(self):
+                super().__init__()
+                self.n = 0
+
+            async def recv(self):
+                await asyncio.sleep(1 / fps)
+                self.n += 1
+                img = np.zeros((height, width, 3), np.uint8)
+                img[:, :, 2] = 80
+                x = (self.n * 6) % (width - 40)
+                img[100:140, x : x + 40] = 255
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts = self.n * int(90000 / fps)
+                frame.time_base = fractions.Fraction(1, 90000)
+                return frame
+
+        return _Track()
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """aioice skips 127.0.0.1 when gathering; offer only loopback so no packet leaves the machine."""
+    import aioice.ice
+
+    # Re-set to itself so monkeypatch restores the original after the test.
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+    limit_host_addresses(["127.0.0.1"])
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir):
+    return Recognizer.load(tiny_model_dir, device="cpu")
+
+
+async def connect(gateway, track=None, stream_id=None):
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    pc = RTCPeerConnection()
+    pc.addTrack(track or SyntheticCamera())
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        answer = await gateway.accept(pc.localDescription.sdp, "offer", stream_id)
+    except Exception:
+        await pc.close()
+        raise
+    await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
+    return pc, answer.stream_id
+
+
+def cfg():
+    return validate_config({"window": {"span_s": 2.0, "stride_s": 0.25}})
+
+
+async def test_browser_like_peer_becomes_a_stream_with_labels_and_ends_on_close(recognizer):
+    """The peer's camera becomes a live stream with labels; closing the peer removes the stream."""
+    async with Pipeline(recognizer, cfg()) as pipe:
+        gateway = WebRtcGateway(pipe, max_streams=2, watchdog_s=3)
+        sub = pipe.hub.subscribe(Filter(kinds={MessageKind.LABELS, MessageKind.STATUS}))
+        pc, sid = await connect(gateway)
+        try:
+            labels = None
+            deadline = time.monotonic() + 20
+            while labels is None and time.monotonic() < deadline:
+                msg = await asyncio.wait_for(sub.get(), 20)
+                if msg.kind is MessageKind.LABELS and msg.stream_id == sid:
+                    labels = msg.payload
+            assert labels is not None and labels.top_k
+            info = pipe.stream(sid)
+            assert info.kind == "webrtc" and info.state is SourceState.LIVE
+            assert info.figures.frames_in > 0
+        finally:
+            await pc.close()
+        deadline = time.monotonic() + 8
+        while sid in pipe and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert sid not in pipe, "the stream outlived its peer"
+        assert gateway.active == 0
+
+
+async def test_label_age_stays_flat_with_a_slow_recognizer(tiny_model_dir):
+    """A recognizer slower than the frame rate: the WebRTC stream's label age does not grow."""
+    from tests.test_pipeline import SlowRecognizer
+
+    slow = SlowRecognizer.load(tiny_model_dir, device="cpu")
+    async with Pipeline(slow, validate_config({"window": {"span_s": 2.0, "stride_s": 0.2}})) as pipe:
+        gateway = WebRtcGateway(pipe)
+        sub = pipe.hub.subscribe(Filter(kinds={MessageKind.LABELS}))
+        pc, sid = await connect(gateway, SyntheticCamera(fps=30))
+        try:
+            ages = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                msg = await asyncio.wait_for(sub.get(), 10)
+                ages.append(msg.payload.label_age_s)
+            assert len(ages) >= 8
+            half = len(ages) // 2
+            assert max(ages) < 2 * SlowRecognizer.delay + 0.6
+            assert np.mean(ages[half:]) <= np.mean(ages[:half]) + 0.2
+        finally:
+            await pc.close()
+            await gateway.close_all()
+
+
+async def test_cap_and_malformed_offers_are_refused(recognizer):
+    """Past the cap: 409; not an offer, garbage SDP, audio-only: 400 with a reason."""
+    async with Pipeline(recognizer, cfg()) as pipe:
+        gateway = WebRtcGateway(pipe, max_streams=1)
+        for sdp, kind, code in [
+            ("v=0\r\n", "answer", "bad_offer"),
+            ("hello", "offer", "bad_offer"),
+            ("v=0\r\nm=video not-a-port\r\n", "offer", "bad_offer"),
+            (None, "offer", "bad_offer"),
+            ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n", "offer", "no_video"),
+        ]:
+            with pytest.raises(WebRtcError) as err:
+                await gateway.accept(sdp, kind)
+            assert err.value.status == 400 and err.value.code == code
+        assert gateway.active == 0 and len(pipe) == 0  # refused offers leave nothing behind
+        pc, _ = await connect(gateway)
+        try:
+            with pytest.raises(WebRtcError) as err:
+                await connect(gateway)
+            assert err.value.status == 409 and "already streaming" in err.value.message
+        finally:
+            await pc.close()
+            await gateway.close_all()
+        assert gateway.active == 0 and len(pipe) == 0
