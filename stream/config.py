@@ -52,7 +52,7 @@ class ModelConfig(_Strict):
     device: str = Field("auto", description="auto (cuda if present, else cpu), cpu, cuda or cuda:N.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
         "auto",
-        description="auto: float16/bfloat16 on CUDA, float32 on CPU; int8 = dynamic quantization (CPU only).",
+        description="auto: bfloat16/float16 on CUDA, int8 on CPU; int8 = dynamic quantization of linear layers (CPU only).",
     )
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto", description="sdpa = torch scaled_dot_product_attention (same math; flash attention on GPUs)."
