@@ -1,0 +1,148 @@
+"""Safe by default: tokens, websocket Origin checks and limits on API-added sources.
+
+Pure functions plus one small class, so the rules are testable without a
+server: the app calls them before doing anything a request asks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+from urllib.parse import parse_qs
+
+from stream.sources.urls import NETWORK_SCHEMES
+
+__all__ = [
+    "LocalSourceRefused",
+    "TokenRequired",
+    "Security",
+    "is_local_source",
+    "is_loopback",
+    "resolve_token",
+]
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
+
+
+class TokenRequired(ValueError):
+    """Refusing to start: the server would be reachable from other machines without a token."""
+
+
+class LocalSourceRefused(PermissionError):
+    """An API client asked for a file or device while the config does not allow it."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': addresses other machines cannot reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so treat it as exposed
+
+
+def resolve_token(config_token: str | None, host: str, env: dict[str, str] | None = None) -> str | None:
+    """The token to require: from the config, else STREAM_TOKEN; raises TokenRequired if exposed without one."""
+    env = os.environ if env is None else env
+    token = config_token or env.get("STREAM_TOKEN") or None
+    if token is not None and len(token) < 8:
+        raise TokenRequired("the token is too short: use at least 8 characters (e.g. `openssl rand -hex 16`)")
+    if token is None and not is_loopback(host):
+        raise TokenRequired(
+            f"refusing to listen on {host} without a token: other machines could watch your cameras; "
+            "set server.token in the config or STREAM_TOKEN in the environment (or use --host 127.0.0.1)"
+        )
+    return token
+
+
+def is_local_source(url: str | int) -> bool:
+    """True for webcams, devices and files: what API clients may add only with allow_local_sources.
+
+    Decided from the text alone, before anything touches the file system, so
+    a refused client cannot learn which files exist.
+    """
+    if isinstance(url, int):
+        return True
+    text = url.strip()
+    if "://" in text:
+        return text.split("://", 1)[0].lower() == "file"
+    prefix = _SCHEME.match(text)
+    # "rtsp:cam" is a malformed network URL (classify() says so), not a file.
+    return not (prefix and prefix.group("scheme").lower() in NETWORK_SCHEMES)
+
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _host_only(host_header: str) -> str:
+    """'Example.org:8000' -> 'example.org'; '[::1]:8000' -> '[::1]'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Security:
+    """The token, Host and Origin rules of one running server."""
+
+    def __init__(self, token: str | None, allowed_origins: list[str] | tuple[str, ...] = ()) -> None:
+        self.token = token
+        self._allowed = {o.rstrip("/").lower() for o in allowed_origins}
+        self._allowed_hosts = {_host_only(o.split("://", 1)[-1]) for o in self._allowed}
+        self._bind_host: str | None = None
+        self._port: int | None = None
+
+    def set_address(self, host: str, port: int) -> None:
+        """Learn where we listen (the port is known only after binding, e.g. with --port 0)."""
+        self._bind_host = host.lower()
+        self._port = port
+
+    # -------------------------------------------------------------- tokens
+    def token_ok(self, headers, query_string: bytes | str) -> bool:
+        """True if no token is configured, or the request carries it (Bearer header or ?token=)."""
+        if self.token is None:
+            return True
+        expected = self.token.encode()
+        auth = headers.get("authorization") or ""
+        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), expected):
+            return True
+        qs = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+        for given in parse_qs(qs).get("token", []):
+            if hmac.compare_digest(given.encode(), expected):
+                return True
+        return False
+
+    # -------------------------------------------------------------- host (DNS rebinding)
+    def host_ok(self, host_header: str | None) -> bool:
+        """Without a token, only names that mean this machine may reach us.
+
+        A web page on evil.example can re-point its own name at 127.0.0.1
+        (DNS rebinding) and then talk to a token-less local server as "same
+        origin"; its requests still carry ``Host: evil.example``.
+        """
+        if self.token is not None or host_header is None:
+            return True
+        host = _host_only(host_header)
+        return host in _LOOPBACK_NAMES or host == self._bind_host or host in self._allowed_hosts
+
+    # -------------------------------------------------------------- origin
+    def origin_ok(self, origin: str | None) -> bool:
+        """Websocket Origin rule: none (programs), same origin, or listed in server.allowed_origins.
+
+        Browsers always send Origin on websockets and do not apply CORS to
+        them, so without this check any web page could read the labels.
+        """
+        if origin is None:
+            return True
+        origin = origin.rstrip("/").lower()
+        if origin in self._allowed:
+            return True
+        if self._port is None:
+            return False
+        names = set(_LOOPBACK_NAMES)
+        if self._bind_host and self._bind_host not in ("0.0.0.0", "::"):
+            names.add(f"[{self._bind_host}]" if ":" in self._bind_host else self._bind_host)
+        return origin in {f"{scheme}://{name}:{self._port}" for name in names for scheme in ("http", "https")}
