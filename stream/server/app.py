@@ -1,0 +1,379 @@
+"""The FastAPI app: REST, the websocket label API, previews, metrics and the web page.
+
+Transport and wiring only: what streams do lives in :mod:`stream.pipeline`,
+the wire format in :mod:`stream.server.protocol`, the rules in
+:mod:`stream.server.security`. ``create_app(pipeline, config)`` builds it;
+its lifespan starts the pipeline and, at shutdown, closes websocket
+sessions first, then stops the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stream.config import Config
+from stream.pipeline import Pipeline, StreamExists, UnknownStream
+from stream.server import protocol
+from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from stream.server.preview import BOUNDARY, mjpeg_frames, snapshot_jpeg
+from stream.server.security import Security, is_local_source
+from stream.server.ws import Session, SessionLimits, Sessions
+from stream.sources import InvalidSource, classify, scrub
+
+__all__ = ["ApiError", "Runtime", "create_app", "MAX_BODY_BYTES", "WEB_DIR"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A client-caused problem: becomes ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+@dataclass
+class Runtime:
+    """What the routes share; one per app (kept on ``app.state.runtime``)."""
+
+    pipeline: Pipeline
+    config: Config
+    security: Security
+    sessions: Sessions
+    metrics: Metrics
+    closing: asyncio.Event
+    add_lock: asyncio.Lock
+
+
+def _error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    # Never echo the input: it may be a URL with a password in it.
+    return scrub(f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid")))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(protocol.ProtocolError)
+    async def _protocol_error(request: Request, exc: protocol.ProtocolError) -> JSONResponse:
+        return _error_response(400, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(400, "bad_request", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"nothing at {request.url.path}; the API is under /api (see docs/protocol.md)"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return _error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # Only our own bugs end up here; the pipeline keeps running regardless.
+        log.error("error handling %s %s: %s", request.method, request.url.path, scrub(repr(exc)), exc_info=exc)
+        return _error_response(500, "internal", "internal server error; the server log has the details")
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _authorized(request: Request) -> Runtime:
+    """Dependency of every API route: Host check (DNS rebinding) and token."""
+    rt = _runtime(request)
+    if not rt.security.host_ok(request.headers.get("host")):
+        raise ApiError(403, "bad_host", "this server only answers to localhost names; set a token to allow others")
+    if not rt.security.token_ok(request.headers, request.url.query):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a token is required: send 'Authorization: Bearer <token>' or add ?token=<token> to the URL",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return rt
+
+
+async def _read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _lifespan(rt: Runtime):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await rt.pipeline.start()
+        rt.metrics.attach()
+        try:
+            yield
+        finally:
+            # Order: sessions get a clean 1001 close, then the pipeline stops (ending open events).
+            rt.closing.set()
+            await rt.sessions.close_all()
+            rt.metrics.detach()
+            await rt.pipeline.stop()
+
+    return lifespan
+
+
+def create_app(
+    pipeline: Pipeline,
+    config: Config,
+    *,
+    token: str | None = None,
+    limits: SessionLimits | None = None,
+    web_dir: Path | None = WEB_DIR,
+) -> FastAPI:
+    """The app for one pipeline. ``token`` is the resolved token (see security.resolve_token)."""
+    server = config.server
+    limits = limits or SessionLimits(max_subscribers=server.max_subscribers)
+    sessions = Sessions(limits)
+    rt = Runtime(
+        pipeline=pipeline,
+        config=config,
+        security=Security(token, server.allowed_origins),
+        sessions=sessions,
+        metrics=Metrics(pipeline),
+        closing=sessions.closing,
+        add_lock=asyncio.Lock(),
+    )
+    app = FastAPI(
+        title="stream-actions",
+        summary="Live video action recognition: streams in, labels and label events out.",
+        version="0.1.0",
+        lifespan=_lifespan(rt),
+    )
+    app.state.runtime = rt
+    _install_error_handlers(app)
+    _add_api_routes(app)
+    _add_stream_routes(app)
+    _add_websocket(app)
+    _add_web(app, web_dir)
+    return app
+
+
+# --------------------------------------------------------------------- REST
+def _add_api_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        """Liveness: answers while the event loop runs."""
+        return {"status": "ok", "streams": len(_runtime(request).pipeline)}
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(rt: Runtime = Depends(_authorized)) -> Response:
+        """Prometheus text format: per-stream counters, states and latency histograms."""
+        return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/model", tags=["model"])
+    async def model(rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
+        """The model's name, device, dtype, clip settings and label list."""
+        recognizer = rt.pipeline.recognizer
+        return protocol.model_json(recognizer.info(), rt.config, recognizer.labels)
+
+
+def _add_stream_routes(app: FastAPI) -> None:
+    @app.get("/api/streams", tags=["streams"])
+    async def list_streams(rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
+        """Every stream with its state, figures, current top-k and open label events."""
+        return {"streams": [protocol.stream_json(info) for info in rt.pipeline.streams()]}
+
+    @app.post(
+        "/api/streams",
+        status_code=201,
+        tags=["streams"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["url"],
+                            "properties": {
+                                "url": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                                "id": {"type": "string", "pattern": protocol.STREAM_ID_RE.pattern},
+                                "max_fps": {"type": "number"},
+                                "loop": {"type": "boolean"},
+                                "labels": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def add_stream(request: Request, rt: Runtime = Depends(_authorized)) -> JSONResponse:
+        """Add a stream by URL (or a device/file if the config allows local sources)."""
+        req = protocol.parse_add_stream(await _read_body(request))
+        _check_source(rt, req.url)
+        async with rt.add_lock:  # the limit check and the add are one step
+            if req.id is not None and req.id in rt.pipeline:
+                raise ApiError(409, "stream_exists", f"a stream with id {req.id!r} already exists; remove it first or pick another id")
+            if len(rt.pipeline) >= rt.config.server.max_streams:
+                limit = rt.config.server.max_streams
+                raise ApiError(409, "stream_limit", f"the server runs at most {limit} streams (server.max_streams); remove one first")
+            try:
+                info = await rt.pipeline.add_stream(
+                    req.url, stream_id=req.id, max_fps=req.max_fps, loop=req.loop, labels=req.labels
+                )
+            except StreamExists as exc:
+                raise ApiError(409, "stream_exists", str(exc)) from None
+            except ValueError as exc:
+                raise ApiError(400, "bad_request", scrub(str(exc))) from None
+            except RuntimeError as exc:  # the pipeline is shutting down
+                raise ApiError(503, "unavailable", str(exc)) from None
+        return JSONResponse(protocol.stream_json(info), status_code=201, headers={"Location": f"/api/streams/{info.id}"})
+
+    @app.get("/api/streams/{stream_id}", tags=["streams"])
+    async def get_stream(stream_id: str, rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
+        """One stream's detail."""
+        return protocol.stream_json(_known(rt, stream_id, rt.pipeline.stream))
+
+    @app.delete("/api/streams/{stream_id}", status_code=204, tags=["streams"])
+    async def remove_stream(stream_id: str, rt: Runtime = Depends(_authorized)) -> Response:
+        """Stop a stream; its open label events end."""
+        try:
+            await rt.pipeline.remove_stream(stream_id)
+        except UnknownStream:
+            raise _unknown(stream_id) from None
+        rt.metrics.forget(stream_id)
+        return Response(status_code=204)
+
+    @app.get("/api/streams/{stream_id}/snapshot.jpg", tags=["preview"])
+    async def snapshot(stream_id: str, rt: Runtime = Depends(_authorized)) -> Response:
+        """The newest frame as one JPEG."""
+        jpeg = await asyncio.to_thread(_known, rt, stream_id, lambda sid: snapshot_jpeg(rt.pipeline, sid))
+        if jpeg is None:
+            raise ApiError(404, "no_frame", f"stream {stream_id!r} has no frame yet; try again when it is live")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/streams/{stream_id}/preview.mjpg", tags=["preview"])
+    async def preview(stream_id: str, rt: Runtime = Depends(_authorized)) -> StreamingResponse:
+        """MJPEG (multipart/x-mixed-replace) of the stream at up to 5 fps, encoded only while read."""
+        _known(rt, stream_id, rt.pipeline.stream)
+        return StreamingResponse(
+            mjpeg_frames(rt.pipeline, stream_id, rt.closing),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+
+def _unknown(stream_id: str) -> ApiError:
+    return ApiError(404, "unknown_stream", f"no stream with id {stream_id!r}; GET /api/streams lists them")
+
+
+def _known(rt: Runtime, stream_id: str, getter):
+    try:
+        return getter(stream_id)
+    except UnknownStream:
+        raise _unknown(stream_id) from None
+
+
+def _check_source(rt: Runtime, url: str | int) -> None:
+    """API clients may add network URLs; files and devices only if the config says so."""
+    if is_local_source(url) and not rt.config.server.allow_local_sources:
+        raise ApiError(
+            403,
+            "local_source_not_allowed",
+            "files and devices cannot be added through the API on this server; use an rtsp, rtsps, rtmp, http "
+            "or https URL (or set server.allow_local_sources: true in the config)",
+        )
+    try:
+        classify(url)
+    except InvalidSource as exc:
+        raise ApiError(400, "invalid_source", scrub(str(exc))) from None
+
+
+# --------------------------------------------------------------------- websocket
+def _add_websocket(app: FastAPI) -> None:
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        rt: Runtime = websocket.app.state.runtime
+        sec = rt.security
+        if not sec.origin_ok(websocket.headers.get("origin")) or not sec.host_ok(websocket.headers.get("host")):
+            log.warning("websocket refused: Origin %s not allowed", scrub(websocket.headers.get("origin", "")))
+            await _deny(websocket, 403, "forbidden_origin", "this Origin may not connect; add it to server.allowed_origins")
+            return
+        if not sec.token_ok(websocket.headers, websocket.scope.get("query_string", b"")):
+            await _deny(websocket, 401, "unauthorized", "a token is required: add ?token=<token> or an Authorization header")
+            return
+        if rt.closing.is_set():
+            await _deny(websocket, 503, "unavailable", "the server is shutting down")
+            return
+        await Session(websocket, rt.pipeline, rt.sessions).run()
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the handshake with an HTTP status and our JSON error body (plain 403 if unsupported)."""
+    try:
+        await websocket.send_denial_response(_error_response(status, code, message))
+    except RuntimeError:
+        await websocket.close(1008)
+
+
+# --------------------------------------------------------------------- web page
+def _add_web(app: FastAPI, web_dir: Path | None) -> None:
+    index = web_dir / "index.html" if web_dir is not None else None
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        if index is None or not index.is_file():
+            raise ApiError(404, "no_web_page", "the web page is not installed (web/index.html); the API is under /api")
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    if web_dir is not None:
+        # check_dir=False: the page may be installed after the server starts; missing files are 404s.
+        app.mount("/static", StaticFiles(directory=web_dir, check_dir=False), name="static")

@@ -1,0 +1,105 @@
+"""Prometheus metrics: per-stream figures read at scrape time, latency histograms fed per result.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so
+tests (and embedders) can build several apps in one process without
+"Duplicated timeseries" errors from the global registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from stream.pipeline import Pipeline
+from stream.types import Prediction, SourceState
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class _StreamCollector(Collector):
+    """Reads pipeline.streams() when scraped: no per-frame bookkeeping for metrics."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def collect(self) -> Iterator:
+        infos = self._pipeline.streams()
+        counters = {
+            "frames_decoded": ("stream_frames_decoded", "Frames decoded from the source."),
+            "frames_in": ("stream_frames_stored", "Frames stored in the stream's ring."),
+            "frames_dropped": ("stream_frames_dropped", "Frames decoded but not kept (decimation, out of order)."),
+            "clips_inferred": ("stream_clips_inferred", "Clips the model classified."),
+            "clips_dropped": ("stream_clips_dropped", "Clips replaced by a fresher one before they ran."),
+            "reconnects": ("stream_reconnects", "Times the source reconnected."),
+        }
+        for field, (name, doc) in counters.items():
+            family = CounterMetricFamily(name, doc, labels=["stream"])
+            for info in infos:
+                family.add_metric([info.id], getattr(info.figures, field))
+            yield family
+        fps = GaugeMetricFamily("stream_ingest_fps", "Frames per second arriving from the source.", labels=["stream"])
+        ring = GaugeMetricFamily("stream_ring_bytes", "Memory held by the stream's frame ring.", labels=["stream"])
+        state = GaugeMetricFamily("stream_state", "1 for the stream's current state.", labels=["stream", "state"])
+        for info in infos:
+            fps.add_metric([info.id], info.figures.ingest_fps)
+            ring.add_metric([info.id], info.figures.ring_bytes)
+            for s in SourceState:
+                state.add_metric([info.id, s.value], 1.0 if info.state is s else 0.0)
+        yield fps
+        yield ring
+        yield state
+        hub = self._pipeline.hub.stats()
+        yield GaugeMetricFamily("hub_subscribers", "Subscribers of the label hub (websocket clients).", value=hub.subscribers)
+        yield CounterMetricFamily("hub_dropped_messages", "Messages subscribers lost by reading too slowly.", value=hub.dropped)
+
+
+class Metrics:
+    """The metrics of one app: a registry, the stream collector and two histograms."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StreamCollector(pipeline))
+        self.inference = Histogram(
+            "stream_inference_seconds",
+            "Model time of the batch each clip ran in.",
+            ["stream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.label_age = Histogram(
+            "stream_label_age_seconds",
+            "Time from the newest frame of a clip to its labels being published.",
+            ["stream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._pipeline = pipeline
+
+    def observe(self, pred: Prediction) -> None:
+        """A pipeline observer: one call per result (a few per second per stream), never per frame."""
+        self.inference.labels(pred.stream_id).observe(pred.inference_s)
+        self.label_age.labels(pred.stream_id).observe(max(0.0, pred.label_age_s))
+
+    def forget(self, stream_id: str) -> None:
+        """Drop a removed stream's histogram series, so /metrics does not grow with churn."""
+        for hist in (self.inference, self.label_age):
+            try:
+                hist.remove(stream_id)
+            except KeyError:
+                pass
+
+    def attach(self) -> None:
+        if self.observe not in self._pipeline.observers:
+            self._pipeline.observers.append(self.observe)
+
+    def detach(self) -> None:
+        if self.observe in self._pipeline.observers:
+            self._pipeline.observers.remove(self.observe)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,177 @@
+"""REST API in-process (httpx over ASGI, the app's real lifespan): add, list, detail, remove, every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import pytest
+
+from stream.config import validate_config
+from stream.model import Recognizer
+from stream.pipeline import Pipeline
+from stream.server.app import create_app
+from stream.sources import SourceOptions
+from tests.support.server import test_config
+from tests.support.videos import make_video
+
+FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
+CAMERA = "rtsp://user:secret@127.0.0.1:9/x"  # nothing listens on port 9: a camera that is down
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir):
+    return Recognizer.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
+
+
+@contextlib.asynccontextmanager
+async def api(recognizer, *, sources=(), server=None, token=None):
+    """An httpx client talking to a fresh app whose lifespan (pipeline start/stop) runs around the block."""
+    cfg = validate_config(test_config(sources, {"server": server or {}}))
+    app = create_app(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token)
+    app.state.runtime.security.set_address("127.0.0.1", 80)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            client.app = app
+            yield client
+
+
+def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()["error"]
+    assert body["message"] and isinstance(body["message"], str)
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+async def test_add_list_detail_remove(recognizer):
+    """A stream added by URL is listed, has a detail page with masked URL, and can be removed."""
+    async with api(recognizer) as client:
+        resp = await client.post("/api/streams", json={"url": CAMERA, "id": "door", "max_fps": 5, "labels": {"enter": 0.6}})
+        assert resp.status_code == 201, resp.text
+        assert resp.headers["location"] == "/api/streams/door"
+        stream = resp.json()
+        assert stream["id"] == "door" and stream["kind"] == "network" and stream["url"] == "rtsp://user:***@127.0.0.1:9/x"
+        assert set(stream["figures"]) >= {"frames_in", "clips_inferred", "label_age_s", "ring_bytes"}
+        listed = (await client.get("/api/streams")).json()["streams"]
+        assert [s["id"] for s in listed] == ["door"]
+        detail = await client.get("/api/streams/door")
+        assert detail.status_code == 200 and detail.json()["state"] in ("connecting", "reconnecting")
+        assert (await client.delete("/api/streams/door")).status_code == 204
+        assert (await client.get("/api/streams")).json() == {"streams": []}
+        assert_error(await client.get("/api/streams/door"), 404, "unknown_stream")
+
+
+async def test_model_and_health(recognizer):
+    """/api/model lists the labels and clip settings; /healthz counts streams."""
+    async with api(recognizer) as client:
+        model = (await client.get("/api/model")).json()
+        assert model["labels"][0] == "action_00" and model["num_frames"] == 8
+        assert model["span_s"] == 2 and model["stride_s"] == 0.25 and model["device"] == "cpu"
+        assert (await client.get("/healthz")).json() == {"status": "ok", "streams": 0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"content": b"{bad json"}, 400, "bad_json"),
+        ({"json": {"id": "x"}}, 400, "bad_request"),
+        ({"json": {"url": "rtsp://127.0.0.1:9/x", "id": "bad id!"}}, 400, "bad_request"),
+        ({"json": {"url": "gopher://127.0.0.1/x"}}, 400, "invalid_source"),
+        ({"json": {"url": "rtsp://"}}, 400, "invalid_source"),
+        ({"json": {"url": "/etc/passwd"}}, 403, "local_source_not_allowed"),
+        ({"json": {"url": "/no/such/file.mp4"}}, 403, "local_source_not_allowed"),
+        ({"json": {"url": 0}}, 403, "local_source_not_allowed"),
+        ({"json": {"url": "file:///etc/passwd"}}, 403, "local_source_not_allowed"),
+        ({"content": b'{"url": "' + b"a" * 70000 + b'"}'}, 413, "body_too_large"),
+    ],
+)
+async def test_invalid_add_requests_get_the_right_4xx(recognizer, kwargs, status, code):
+    """Each invalid add request gets its 4xx and a JSON message, and adds nothing."""
+    async with api(recognizer) as client:
+        assert_error(await client.post("/api/streams", **kwargs), status, code)
+        assert (await client.get("/api/streams")).json() == {"streams": []}
+
+
+async def test_duplicate_id_and_stream_limit_are_conflicts(recognizer):
+    """A taken id is 409 stream_exists; one stream over server.max_streams is 409 stream_limit."""
+    async with api(recognizer, server={"max_streams": 2}) as client:
+        assert (await client.post("/api/streams", json={"url": CAMERA, "id": "a"})).status_code == 201
+        assert_error(await client.post("/api/streams", json={"url": CAMERA, "id": "a"}), 409, "stream_exists")
+        assert (await client.post("/api/streams", json={"url": CAMERA})).status_code == 201
+        assert_error(await client.post("/api/streams", json={"url": CAMERA, "id": "c"}), 409, "stream_limit")
+
+
+async def test_unknown_routes_methods_and_streams_are_json_4xx(recognizer):
+    """404/405 and unknown streams use the error format; nothing a client sends gives a 500."""
+    async with api(recognizer) as client:
+        assert_error(await client.get("/api/nothing"), 404)
+        assert_error(await client.put("/api/streams"), 405, "method_not_allowed")
+        assert_error(await client.delete("/api/streams/ghost"), 404, "unknown_stream")
+        assert_error(await client.get("/api/streams/ghost/snapshot.jpg"), 404, "unknown_stream")
+        assert_error(await client.get("/api/streams/ghost/preview.mjpg"), 404, "unknown_stream")
+        for body in (b"null", b"[]", b'{"url": {"a": 1}}', b'{"url": 1e999}', b"\xff\xfe", b'{"url": "rtsp://h/%zz"}'):
+            resp = await client.post("/api/streams", content=body)
+            assert resp.status_code < 500, (body, resp.text)
+
+
+async def test_local_files_allowed_when_configured(recognizer, video):
+    """With server.allow_local_sources a file can be added; a missing one is 400 with the reason."""
+    async with api(recognizer, server={"allow_local_sources": True}) as client:
+        resp = await client.post("/api/streams", json={"url": str(video), "id": "clip"})
+        assert resp.status_code == 201 and resp.json()["kind"] == "file"
+        body = assert_error(await client.post("/api/streams", json={"url": "/no/such/file.mp4"}), 400, "invalid_source")
+        assert "no such file" in body["message"]
+
+
+async def test_token_is_required_when_configured(recognizer):
+    """With a token, the API answers 401 without it and 200 with Bearer or ?token=; /healthz stays open."""
+    async with api(recognizer, token="s3cret-token") as client:
+        assert_error(await client.get("/api/streams"), 401, "unauthorized")
+        assert_error(await client.get("/api/streams", headers={"Authorization": "Bearer nope"}), 401)
+        assert (await client.get("/api/streams", headers={"Authorization": "Bearer s3cret-token"})).status_code == 200
+        assert (await client.get("/api/streams?token=s3cret-token")).status_code == 200
+        assert_error(await client.get("/metrics"), 401)
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_foreign_host_header_is_refused_without_token(recognizer):
+    """A request for another host name (DNS rebinding) is 403 when no token protects the server."""
+    async with api(recognizer) as client:
+        assert_error(await client.get("/api/streams", headers={"Host": "evil.example"}), 403, "bad_host")
+
+
+async def test_credentials_never_appear_in_responses(recognizer):
+    """The camera password is masked in the add reply, list, detail and metrics."""
+    async with api(recognizer) as client:
+        await client.post("/api/streams", json={"url": CAMERA, "id": "cam"})
+        await asyncio.sleep(0.5)  # let it fail to connect and report why
+        for path in ("/api/streams", "/api/streams/cam", "/metrics"):
+            text = (await client.get(path)).text
+            assert "secret" not in text, path
+
+
+async def test_file_stream_labels_metrics_and_snapshot(recognizer, video):
+    """A config file-as-camera stream gets labels; /metrics has its series; snapshot.jpg is a JPEG."""
+    async with api(recognizer, sources=[{"id": "demo", "url": str(video)}]) as client:
+        for _ in range(60):
+            stream = (await client.get("/api/streams/demo")).json()
+            if stream["figures"]["clips_inferred"] >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert stream["state"] == "live" and stream["top_k"][0]["label"].startswith("action_")
+        metrics = (await client.get("/metrics")).text
+        assert 'stream_clips_inferred_total{stream="demo"}' in metrics
+        assert 'stream_state{state="live",stream="demo"} 1.0' in metrics
+        assert 'stream_inference_seconds_count{stream="demo"}' in metrics
+        assert 'stream_label_age_seconds_bucket{le="0.5",stream="demo"}' in metrics
+        snap = await client.get("/api/streams/demo/snapshot.jpg")
+        assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
