@@ -118,6 +118,10 @@ class ServerConfig(_Strict):
     allowed_origins: list[str] = Field(default_factory=list, description="Extra Origins allowed on websockets.")
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for WebRTC; empty = none.")
     max_webrtc_streams: int = Field(4, ge=0, le=256, description="Most browser-camera streams at once.")
+    ice_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Offer only these local addresses as WebRTC host candidates; empty = every interface.",
+    )
 
 
 class Config(_Strict):

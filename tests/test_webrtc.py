@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import time
 
 import av
@@ -154,3 +155,55 @@ async def test_cap_and_malformed_offers_are_refused(recognizer):
             await pc.close()
             await gateway.close_all()
         assert gateway.active == 0 and len(pipe) == 0
+
+
+async def test_signalling_over_http_with_token_and_errors(recognizer):
+    """POST /api/webrtc/offer answers, the stream shows in REST and the websocket; bad offers and no token get 4xx."""
+    import httpx
+    import websockets
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from tests.support.server import serving
+
+    cfg = validate_config(
+        {"window": {"span_s": 2.0, "stride_s": 0.25}, "server": {"max_webrtc_streams": 1, "ice_host_addresses": ["127.0.0.1"]}}
+    )
+    token = "s3cret-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    async with serving(Pipeline(recognizer, cfg), cfg, token=token) as srv:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+            pc = RTCPeerConnection()
+            pc.addTrack(SyntheticCamera())
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"sdp": pc.localDescription.sdp, "type": "offer", "id": "laptop"}
+            assert (await http.post("/api/webrtc/offer", json=offer)).status_code == 401
+            bad = await http.post("/api/webrtc/offer", json={"sdp": "", "type": "offer"}, headers=auth)
+            assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_offer"
+            assert (await http.post("/api/webrtc/offer", content=b"{nope", headers=auth)).status_code == 400
+            resp = await http.post("/api/webrtc/offer", json=offer, headers=auth)
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["stream"] == "laptop" and body["type"] == "answer"
+            await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+            try:
+                async with websockets.connect(f"{srv.ws_url}?token={token}") as ws:
+                    await ws.send('{"type": "subscribe", "streams": ["laptop"], "kinds": ["labels"]}')
+                    deadline = time.monotonic() + 20
+                    got = None
+                    while got is None and time.monotonic() < deadline:
+                        msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                        if msg["type"] == "labels":
+                            got = msg
+                    assert got is not None and got["stream"] == "laptop"
+                listed = (await http.get("/api/streams/laptop", headers=auth)).json()
+                assert listed["kind"] == "webrtc" and listed["state"] == "live"
+                over = await http.post("/api/webrtc/offer", json={**offer, "id": "second"}, headers=auth)
+                assert over.status_code == 409 and over.json()["error"]["code"] == "webrtc_limit"
+            finally:
+                await pc.close()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                if (await http.get("/api/streams/laptop", headers=auth)).status_code == 404:
+                    break
+                await asyncio.sleep(0.2)
+            assert (await http.get("/api/streams/laptop", headers=auth)).status_code == 404

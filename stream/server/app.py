@@ -30,6 +30,7 @@ from stream.server.preview import BOUNDARY, mjpeg_frames, snapshot_jpeg
 from stream.server.security import Security, is_local_source
 from stream.server.ws import Session, SessionLimits, Sessions
 from stream.sources import InvalidSource, classify, scrub
+from stream.webrtc import WebRtcError, WebRtcGateway, limit_host_addresses
 
 __all__ = ["ApiError", "Runtime", "create_app", "MAX_BODY_BYTES", "WEB_DIR"]
 
@@ -73,6 +74,7 @@ class Runtime:
     metrics: Metrics
     closing: asyncio.Event
     add_lock: asyncio.Lock
+    webrtc: WebRtcGateway
 
 
 def _error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -162,6 +164,7 @@ def _lifespan(rt: Runtime):
         finally:
             # Order: sessions get a clean 1001 close, then the pipeline stops (ending open events).
             rt.closing.set()
+            await rt.webrtc.close_all()
             await rt.sessions.close_all()
             rt.metrics.detach()
             await rt.pipeline.stop()
@@ -179,6 +182,7 @@ def create_app(
 ) -> FastAPI:
     """The app for one pipeline. ``token`` is the resolved token (see security.resolve_token)."""
     server = config.server
+    limit_host_addresses(server.ice_host_addresses)
     limits = limits or SessionLimits(max_subscribers=server.max_subscribers)
     sessions = Sessions(limits)
     rt = Runtime(
@@ -189,6 +193,7 @@ def create_app(
         metrics=Metrics(pipeline),
         closing=sessions.closing,
         add_lock=asyncio.Lock(),
+        webrtc=WebRtcGateway(pipeline, ice_servers=server.ice_servers, max_streams=server.max_webrtc_streams),
     )
     app = FastAPI(
         title="stream-actions",
@@ -200,6 +205,7 @@ def create_app(
     _install_error_handlers(app)
     _add_api_routes(app)
     _add_stream_routes(app)
+    _add_webrtc_routes(app)
     _add_websocket(app)
     _add_web(app, web_dir)
     return app
@@ -309,6 +315,33 @@ def _add_stream_routes(app: FastAPI) -> None:
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+
+def _add_webrtc_routes(app: FastAPI) -> None:
+    @app.get("/api/webrtc/config", tags=["webrtc"])
+    async def webrtc_config(rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
+        """ICE servers for the page's RTCPeerConnection (empty unless configured) and the stream cap."""
+        return {
+            "ice_servers": [{"urls": url} for url in rt.config.server.ice_servers],
+            "max_streams": rt.config.server.max_webrtc_streams,
+            "active": rt.webrtc.active,
+        }
+
+    @app.post("/api/webrtc/offer", tags=["webrtc"])
+    async def webrtc_offer(request: Request, rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
+        """Answer a browser's offer ({"sdp", "type": "offer", "id"?}); its camera becomes a stream."""
+        offer = protocol.parse_webrtc_offer(await _read_body(request))
+        if rt.closing.is_set():
+            raise ApiError(503, "unavailable", "the server is shutting down")
+        async with rt.add_lock:
+            if len(rt.pipeline) >= rt.config.server.max_streams:
+                limit = rt.config.server.max_streams
+                raise ApiError(409, "stream_limit", f"the server runs at most {limit} streams (server.max_streams); remove one first")
+            try:
+                answer = await rt.webrtc.accept(offer.sdp, offer.type, offer.id)
+            except WebRtcError as exc:
+                raise ApiError(exc.status, exc.code, exc.message) from None
+        return {"sdp": answer.sdp, "type": answer.type, "stream": answer.stream_id}
 
 
 def _unknown(stream_id: str) -> ApiError:

@@ -203,6 +203,32 @@ def parse_add_stream(body: bytes | str) -> AddStream:
     return AddStream(url=url, id=stream_id, max_fps=max_fps, loop=loop, labels=_labels(data.get("labels")))
 
 
+@dataclass(frozen=True, slots=True)
+class WebRtcOffer:
+    sdp: str
+    type: str
+    id: str | None
+
+
+def parse_webrtc_offer(body: bytes | str) -> WebRtcOffer:
+    """The body of ``POST /api/webrtc/offer``: ``{"sdp": "...", "type": "offer", "id"?: "..."}``."""
+    data = _decode_json(body) if body else None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_offer", 'the body must be a JSON object like {"sdp": "v=0...", "type": "offer"}')
+    extra = sorted(set(data) - {"sdp", "type", "id"})
+    if extra:
+        raise ProtocolError("bad_offer", f"unknown field {extra[0][:40]!r}: use sdp, type, id")
+    sdp, kind = data.get("sdp"), data.get("type", "offer")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise ProtocolError("bad_offer", "'sdp' must be the offer's session description (pc.localDescription.sdp)")
+    if kind != "offer":
+        raise ProtocolError("bad_offer", f"'type' must be 'offer', got {kind!r}")
+    stream_id = data.get("id")
+    if stream_id is not None and (not isinstance(stream_id, str) or not STREAM_ID_RE.match(stream_id)):
+        raise ProtocolError("bad_offer", "'id' must be 1-64 letters, digits, '_', '-' or '.'")
+    return WebRtcOffer(sdp=sdp, type=kind, id=stream_id)
+
+
 def _labels(value: Any) -> LabelConfig | None:
     if value is None:
         return None
@@ -351,4 +377,4 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 PONG: dict[str, Any] = {"type": "pong"}
 
-__all__ += ["ClientMessage", "PONG", "subscribed"]
+__all__ += ["ClientMessage", "PONG", "subscribed", "WebRtcOffer", "parse_webrtc_offer"]
