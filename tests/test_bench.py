@@ -1,0 +1,59 @@
+"""The benchmark command runs end to end in its quickest mode and reports every section with sane numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from stream.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(60)
+def test_quick_bench_reports_every_section(tmp_path, capsys):
+    """`python -m stream bench --quick` prints each section's table and writes finite, plausible figures."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--runs", "1", "--e2e-seconds", "2.5", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for title in ("1. preprocessing", "2. model per clip", "3. ingest", "4. end to end", "5. memory", "6. CUDA"):
+        assert title in printed, title
+    assert "targets:" in printed
+
+    report = json.loads(out.read_text())
+    sections = {s["key"]: s for s in report["sections"]}
+    assert set(sections) == {"preprocess", "model", "ingest", "e2e", "memory", "cuda"}
+    for key in ("preprocess", "model", "ingest", "e2e", "memory"):
+        assert sections[key]["skipped"] is None, (key, sections[key]["skipped"])
+        assert sections[key]["rows"], key
+
+    pre = sections["preprocess"]["metrics"]
+    assert 0 < pre["ours_s"] < 5 and 0 < pre["reference_s"] < 5
+    assert pre["mean_abs_diff"] <= 0.01 and pre["max_abs_diff"] <= 0.1  # correctness, not speed
+
+    model = sections["model"]["metrics"]
+    assert model["flops_per_clip"] > 0
+    assert set(model["agreement"]) == {"eager fp32 (reference)", "sdpa fp32", "int8", "int8 + sdpa"}
+    assert model["agreement"]["sdpa fp32"]["max_abs_diff"] <= 1e-4
+    assert all(math.isfinite(v["median"]) and v["median"] > 0 for v in model["seconds"].values())
+
+    ingest = sections["ingest"]["metrics"]
+    assert ingest["frames"] == 60 and ingest["kept"]["ingest"] < ingest["kept"]["every"] == 60
+    assert 0 < ingest["ratio"] <= 1.5
+
+    e2e = sections["e2e"]["metrics"]
+    assert e2e["one"]["labels"] >= 1
+    assert all(s["labels_received"] >= 1 for s in e2e["four"]["per_stream"].values())
+    assert 0 < e2e["one"]["age_median_ms"] < 5000
+
+    memory = sections["memory"]["metrics"]
+    assert 0 < memory["ring_default_bytes"] <= 64 * 2**20
+    assert memory["peak_rss_bytes"] > 0
+
+    cuda = sections["cuda"]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert cuda["skipped"] and "no CUDA GPU" in cuda["skipped"]
