@@ -50,18 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_predict)
 
-    try:
-        from stream import subscriber
+    from stream import bench, subscriber
 
-        subscriber.add_parser(sub)
-    except ImportError:  # the subscriber arrives with the server
-        pass
-    try:
-        from stream import bench
-
-        bench.add_parser(sub)
-    except ImportError:
-        pass
+    subscriber.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 

@@ -178,6 +178,10 @@ class LiveStream:
 
     def _take_clip(self) -> Window | None:
         """Runs on the inference thread when the batch starts: the freshest frames win."""
+        newest = self.ring.latest_ts()
+        fresh = self.source.latest_frame(newest if newest is not None else float("-inf")) if self.source else None
+        if fresh is not None:
+            self.ring.push(fresh)  # end the clip on the newest decoded frame, not the newest kept one
         got = self.ring.clip(self._num_frames, self._span_s)
         if got is None:
             return None

@@ -128,8 +128,7 @@ class Pipeline:
         return candidate
 
     def _make_stream(self, stream_id: str, url: str, kind: str, max_fps: float | None, labels: LabelConfig | None) -> LiveStream:
-        fps = ring_fps_for(self.config, self.num_frames, max_fps)
-        ring = FrameRing(ring_capacity(self.config.window.span_s, fps), fps)
+        ring = make_ring(self.config, self.num_frames, max_fps)
         tracker = LabelTracker(stream_id, self.recognizer.labels, labels or self.config.labels, self.config.top_k)
         return LiveStream(
             stream_id,
@@ -245,10 +244,21 @@ def _options_dict(options: SourceOptions) -> dict:
     return {name: getattr(options, name) for name in options.__dataclass_fields__}
 
 
+def _ring_size(config: Config, num_frames: int, max_fps: float | None) -> tuple[int, float]:
+    fps = ring_fps_for(config, num_frames, max_fps)
+    # Room for the kept frames plus the one freshest frame each clip adds (LiveStream._take_clip).
+    return ring_capacity(config.window.span_s, fps + 1 / config.window.stride_s), fps
+
+
+def make_ring(config: Config, num_frames: int, max_fps: float | None = None) -> FrameRing:
+    """The ring a stream gets: span_s of frames at the ring's frame rate."""
+    capacity, fps = _ring_size(config, num_frames, max_fps)
+    return FrameRing(capacity, fps)
+
+
 def bytes_per_stream(config: Config, num_frames: int, height: int, width: int, max_fps: float | None = None) -> int:
     """Ring memory one stream needs for frames of this model-scale size."""
-    fps = ring_fps_for(config, num_frames, max_fps)
-    return ring_capacity(config.window.span_s, fps) * (height * width * 3 + 16)
+    return _ring_size(config, num_frames, max_fps)[0] * (height * width * 3 + 16)
 
 
-__all__.append("bytes_per_stream")
+__all__ += ["bytes_per_stream", "make_ring", "ring_fps_for"]

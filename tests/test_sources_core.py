@@ -176,7 +176,7 @@ class PushSource(Source):
         pass
 
     def feed(self, image: np.ndarray, ts: float) -> bool:
-        self._keep_latest(image, lambda raw: raw)
+        self._keep_latest(image, lambda raw: raw, ts)
         if self._admit(ts, image.shape[:2]):
             self._push_rgb(image, ts)
             return True

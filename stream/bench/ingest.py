@@ -53,7 +53,7 @@ def ingest_pass(path: str, ring, size_for) -> int:
         for frame in src._frames():
             ts = frame.time if frame.time is not None else count * period
             count += 1
-            src._keep_latest(frame, av_to_rgb)
+            src._keep_latest(frame, av_to_rgb, ts)
             if src._admit(ts, (frame.height, frame.width)):
                 src._push_rgb(av_to_rgb(frame), ts)
     finally:

@@ -15,7 +15,7 @@ TARGET_BYTES = 64 * MiB
 def run(ctx: BenchContext, section: Section) -> None:
     from stream.config import validate_config
     from stream.model.preprocess import Preprocessing
-    from stream.pipeline import bytes_per_stream, ring_fps_for
+    from stream.pipeline import bytes_per_stream, make_ring, ring_fps_for
     from stream.ring import FrameRing, ring_capacity
     from stream.types import Frame
 
@@ -25,7 +25,8 @@ def run(ctx: BenchContext, section: Section) -> None:
     span = config.window.span_s
 
     def measured(fps: float | None) -> tuple[int, int]:
-        ring = FrameRing(ring_capacity(span, fps or 30.0), fps)
+        # The default is the very ring a stream gets; "every frame" keeps 30 fps of the span.
+        ring = make_ring(config, 8) if fps is not None else FrameRing(ring_capacity(span, 30.0), None)
         ring.push(Frame(np.zeros((h, w, 3), np.uint8), ts=0.0))  # images are allocated on the first frame
         return ring.nbytes, ring.capacity
 

@@ -196,7 +196,7 @@ class Source:
         self._waiters: list[asyncio.Future[Frame]] = []
         self._waiting = False
         # Newest decoded frame and how to turn it into RGB, for snapshot().
-        self._latest: tuple[Any, Callable[[Any], np.ndarray]] | None = None
+        self._latest: tuple[Any, Callable[[Any], np.ndarray], float] | None = None
         self._preview_asked_at = float("-inf")
         # Counters: written by one reader thread, read anywhere (ints are atomic under the GIL).
         self._frames_decoded = 0
@@ -268,12 +268,22 @@ class Source:
     def snapshot(self) -> np.ndarray | None:
         """The newest decoded frame as RGB at model scale, converted now (for a live preview)."""
         self._preview_asked_at = clock.now()
+        frame = self.latest_frame()
+        return frame.image if frame is not None else None
+
+    def latest_frame(self, newer_than: float = float("-inf")) -> Frame | None:
+        """The newest decoded frame (converted and resized now) if it is newer than ``newer_than``.
+
+        The ring keeps only a few frames per second; a clip assembled just
+        before inference ends on this frame instead, so a label is about one
+        camera frame old when the model starts, not one ring interval.
+        """
         latest = self._latest
-        if latest is None:
+        if latest is None or latest[2] <= newer_than:
             return None
-        raw, to_rgb = latest
+        raw, to_rgb, ts = latest
         rgb = to_rgb(raw)
-        return resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1]))
+        return Frame(image=resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1])), ts=ts, index=-1)
 
     def stats(self) -> SourceStats:
         """A consistent-enough copy of the counters (no lock: they are monotone ints)."""
@@ -317,9 +327,9 @@ class Source:
         self._conn_index = 0
         self._last_frame_at = clock.now()
 
-    def _keep_latest(self, raw: Any, to_rgb: Callable[[Any], np.ndarray]) -> None:
-        """Remember the newest decoded frame for :meth:`snapshot`, unconverted (a reference, no copy)."""
-        self._latest = (raw, to_rgb)
+    def _keep_latest(self, raw: Any, to_rgb: Callable[[Any], np.ndarray], ts: float) -> None:
+        """Remember the newest decoded frame and its timestamp, unconverted (a reference, no copy)."""
+        self._latest = (raw, to_rgb, ts)
 
     def _preview_wanted(self) -> bool:
         """Whether someone asked for a snapshot recently (grab-only readers then keep frames)."""

@@ -91,7 +91,7 @@ class FileSource(ThreadedSource):
                     ts = max(show_at, last_ts + 1e-6)  # strictly increasing even if pts are not
                     last_ts = ts
                     shown += 1
-                    self._keep_latest(frame, av_to_rgb)
+                    self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, (frame.height, frame.width)):
                         self._push_rgb(av_to_rgb(frame), ts)
             except av.error.FFmpegError as exc:

@@ -121,7 +121,7 @@ class NetworkSource(ThreadedSource):
                     frames = ()
                 for frame in frames:
                     ts = time.monotonic()
-                    self._keep_latest(frame, av_to_rgb)
+                    self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, (frame.height, frame.width)):
                         self._push_rgb(av_to_rgb(frame), ts)
                 self._check_watchdog()

@@ -132,7 +132,7 @@ class WebcamSource(ThreadedSource):
                 ok, image = capture.retrieve()
                 if not ok or image is None:
                     raise TransientSourceError(f"camera {self._path} sent a frame that could not be decoded")
-                self._keep_latest(image, bgr_to_rgb)
+                self._keep_latest(image, bgr_to_rgb, ts)
                 if wanted:
                     self._push_rgb(bgr_to_rgb(image), ts)
             self._check_watchdog()

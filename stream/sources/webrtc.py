@@ -69,7 +69,7 @@ class TrackSource(Source):
                         self._set_state(SourceState.RECONNECTING, f"no video from the browser for {watchdog:.0f} s")
                     continue
                 ts = clock.now()
-                self._keep_latest(frame, av_to_rgb)
+                self._keep_latest(frame, av_to_rgb, ts)
                 if self._admit(ts, (frame.height, frame.width)):
                     self._push_rgb(av_to_rgb(frame), ts)
         except MediaStreamError:
