@@ -161,3 +161,37 @@ async def test_file_deleted_between_factory_and_start_fails(tmp_path, caplog) ->
     assert sum("failed" in r.getMessage() for r in caplog.records) == 1
     await source.stop()
 
+
+
+async def test_previews_and_clip_assembly_convert_safely_beside_the_reader(clip: str) -> None:
+    """snapshot()/latest_frame() hammered from two threads while the reader converts: no crash, valid images.
+
+    Converting one PyAV frame from two threads at once crashes in swscale; this
+    would take the whole test process down without the source's conversion lock.
+    """
+    import threading
+    import time
+
+    sink = MemorySink(capacity=1000)
+    source = open_source("f", clip, sink, half_size, None, FAST)  # every frame admitted: the reader converts all
+    await source.start()
+    await wait_until(lambda: source.state is SourceState.LIVE, 5, "live")
+    stop = threading.Event()
+    shapes: list[tuple[int, ...]] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            for image in (source.snapshot(), getattr(source.latest_frame(), "image", None)):
+                if image is not None:
+                    shapes.append(image.shape)
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    await asyncio.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    await source.stop()
+    assert len(shapes) > 50 and set(shapes) == {(120, 160, 3)}
+    assert len(sink.frames()) > 30

@@ -55,7 +55,7 @@ def ingest_pass(path: str, ring, size_for) -> int:
             count += 1
             src._keep_latest(frame, av_to_rgb, ts)
             if src._admit(ts, (frame.height, frame.width)):
-                src._push_rgb(av_to_rgb(frame), ts)
+                src._push_decoded(frame, av_to_rgb, ts)
     finally:
         src._disconnect()
     return count

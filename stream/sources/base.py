@@ -197,6 +197,9 @@ class Source:
         self._waiting = False
         # Newest decoded frame and how to turn it into RGB, for snapshot().
         self._latest: tuple[Any, Callable[[Any], np.ndarray], float] | None = None
+        # PyAV frames must not be converted by two threads at once (it crashes in
+        # swscale): the reader, previews and clip assembly all convert under this.
+        self._convert_lock = threading.Lock()
         self._preview_asked_at = float("-inf")
         # Counters: written by one reader thread, read anywhere (ints are atomic under the GIL).
         self._frames_decoded = 0
@@ -282,7 +285,8 @@ class Source:
         if latest is None or latest[2] <= newer_than:
             return None
         raw, to_rgb, ts = latest
-        rgb = to_rgb(raw)
+        with self._convert_lock:
+            rgb = to_rgb(raw)
         return Frame(image=resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1])), ts=ts, index=-1)
 
     def stats(self) -> SourceStats:
@@ -354,6 +358,12 @@ class Source:
             return True
         self._frames_skipped += 1
         return False
+
+    def _push_decoded(self, raw: Any, to_rgb: Callable[[Any], np.ndarray], ts: float) -> Frame:
+        """Convert an admitted decoded frame to RGB (never alongside another thread), then push it."""
+        with self._convert_lock:
+            rgb = to_rgb(raw)
+        return self._push_rgb(rgb, ts)
 
     def _push_rgb(self, rgb: np.ndarray, ts: float) -> Frame:
         """Resize an admitted RGB frame to model scale once, and push it to the sink."""

@@ -93,7 +93,7 @@ class FileSource(ThreadedSource):
                     shown += 1
                     self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, (frame.height, frame.width)):
-                        self._push_rgb(av_to_rgb(frame), ts)
+                        self._push_decoded(frame, av_to_rgb, ts)
             except av.error.FFmpegError as exc:
                 raise classify_av_error(exc, self.display, network=False, reading=True, timeout_s=0.0) from None
             self._passes += 1

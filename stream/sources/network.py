@@ -123,7 +123,7 @@ class NetworkSource(ThreadedSource):
                     ts = time.monotonic()
                     self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, (frame.height, frame.width)):
-                        self._push_rgb(av_to_rgb(frame), ts)
+                        self._push_decoded(frame, av_to_rgb, ts)
                 self._check_watchdog()
         except av.error.FFmpegError as exc:
             if self.stopping:

@@ -134,7 +134,7 @@ class WebcamSource(ThreadedSource):
                     raise TransientSourceError(f"camera {self._path} sent a frame that could not be decoded")
                 self._keep_latest(image, bgr_to_rgb, ts)
                 if wanted:
-                    self._push_rgb(bgr_to_rgb(image), ts)
+                    self._push_decoded(image, bgr_to_rgb, ts)
             self._check_watchdog()
 
     def _admit(self, ts: float, size: tuple[int, int] | None = None) -> bool:

@@ -71,7 +71,7 @@ class TrackSource(Source):
                 ts = clock.now()
                 self._keep_latest(frame, av_to_rgb, ts)
                 if self._admit(ts, (frame.height, frame.width)):
-                    self._push_rgb(av_to_rgb(frame), ts)
+                    self._push_decoded(frame, av_to_rgb, ts)
         except MediaStreamError:
             self._set_state(SourceState.STOPPED, "the browser closed the connection")
         except asyncio.CancelledError:
