@@ -147,18 +147,12 @@ def _print_table(result, timeline: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # The hub client retries and warns at length when offline; our own message says it once.
-    for noisy in ("huggingface_hub", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("predict", "bench"):  # the commands that load models
+        from stream.logs import quiet_libraries
+
+        quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

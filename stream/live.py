@@ -197,7 +197,8 @@ class LiveStream:
         figures = StreamFigures(
             frames_in=ring.frames_in,
             frames_decoded=src.frames_decoded if src else 0,
-            frames_dropped=(src.frames_skipped if src else 0) + ring.frames_skipped + ring.frames_out_of_order,
+            # The source counts frames the ring's gate refused among its skipped ones.
+            frames_dropped=(src.frames_skipped if src else ring.frames_skipped) + ring.frames_out_of_order,
             clips_inferred=inferred,
             clips_dropped=dropped,
             ingest_fps=round(src.fps, 2) if src else 0.0,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.config import Config, ConfigError, load_config, validate_config
+from stream.logs import quiet_libraries
 from stream.server.security import TokenRequired, resolve_token
 from stream.sources import scrub
 
@@ -223,8 +224,7 @@ def _setup_logging(level: str) -> None:
     scrubber = _ScrubFilter()
     for handler in logging.getLogger().handlers:
         handler.addFilter(scrubber)
-    for noisy in ("huggingface_hub", "transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet_libraries()
 
 
 def _fail(message: str) -> int:
