@@ -7,30 +7,17 @@ disconnected) so a person can judge the page without running it.
 from __future__ import annotations
 
 import json
-import os
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.support.browser import bars, card, launch_chromium, open_page, require_browser, screenshot, wait_for_labels
+from tests.support.server import start_server
 from tests.support.videos import make_video
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 STATES = {"connecting", "live", "reconnecting", "stopped", "failed"}
 # Small, quick clips for the tiny model; labels every 0.25 s.
 CONFIG = {
@@ -41,11 +28,7 @@ CONFIG = {
 # A crash of the server (say a segfault in native code) leaves every thread's stack in its log.
 ENV = {"PYTHONFAULTHANDLER": "1"}
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium'); browser tests skipped", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright's Python package is not installed")
-
-from tests.support.server import start_server  # noqa: E402
+sync_api = require_browser()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -60,7 +43,7 @@ def clip(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         try:
             yield chromium
         finally:
@@ -83,48 +66,6 @@ def _server_logs_on_failure(request):
         server = request.getfixturevalue("server")
         print(f"---- server exit status: {server.proc.poll()}; log (tail) ----")
         print(server.logs()[-4000:])
-
-
-def open_page(browser, url: str, *, width: int = 1366, height: int = 900, color_scheme: str = "light"):
-    page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=color_scheme)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors  # checked at the end of each test: the page must not throw
-    # What the page asked for and got: printed when a test fails (pytest shows captured output).
-    page.on("request", lambda r: print(f"{time.monotonic():.2f} -> {r.method} {r.url}"))
-    page.on("requestfinished", lambda r: print(f"{time.monotonic():.2f} <- {r.method} {r.url}"))
-    page.on("requestfailed", lambda r: print(f"{time.monotonic():.2f} !! {r.method} {r.url} {r.failure}"))
-    page.on("console", lambda m: print(f"{time.monotonic():.2f} console.{m.type}: {m.text}"))
-    page.set_default_timeout(20_000)
-    page.goto(url + "/")
-    return page
-
-
-def screenshot(page, name: str, *, full_page: bool = False) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
-
-
-def card(stream_id: str) -> str:
-    return f'.card[data-stream="{stream_id}"]'
-
-
-def bars(page, stream_id: str) -> list[tuple[str, str, str]]:
-    """(label, percent text, data-score) per top-k row of one card, as rendered."""
-    return page.eval_on_selector_all(
-        f"{card(stream_id)} .bar",
-        "rows => rows.map(r => [r.querySelector('.bar-label').textContent,"
-        " r.querySelector('.bar-value').textContent, r.dataset.score || ''])",
-    )
-
-
-def wait_for_labels(page, stream_id: str) -> None:
-    page.wait_for_function(
-        "sel => { const r = document.querySelector(sel + ' .bar'); return r && r.dataset.score !== undefined; }",
-        arg=card(stream_id),
-    )
 
 
 def post_stream(base: str, body: dict) -> tuple[int, dict]:

@@ -72,4 +72,6 @@ export const api = {
   stream: (id) => request("GET", `/api/streams/${enc(id)}`),
   addStream: (spec) => request("POST", "/api/streams", spec),
   removeStream: (id) => request("DELETE", `/api/streams/${enc(id)}`),
+  webrtcConfig: () => request("GET", "/api/webrtc/config"),
+  webrtcOffer: (offer) => request("POST", "/api/webrtc/offer", offer),
 };

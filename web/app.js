@@ -6,16 +6,19 @@
 //   card.js        one stream's card (bars, badge, timeline)
 //   preview.js     MJPEG/snapshot previews, capped and paused when unseen
 //   format.js      number/time formatting
-// A browser camera source (issue 5, WebRTC) would be one more module that
-// renders its button into #local-sources and adds its stream through the
-// same StreamCard, so it looks and updates exactly like a server-side one.
+//   camera.js      "Use my camera": the browser's camera sent over WebRTC; it
+//                  renders its button into #local-sources, and its stream gets
+//                  the same StreamCard as a server-side one, with the local
+//                  <video> as the preview instead of MJPEG
 
 import { api, ApiError, urls } from "./api.js";
 import { Connection } from "./connection.js";
 import { StreamCard } from "./card.js";
+import { CameraSource } from "./camera.js";
 import { PreviewPool } from "./preview.js";
 
 const STALE_MIN_MS = 5000;
+const GONE_CHECKS_MS = [700, 3000, 8000];
 
 const els = {
   grid: document.getElementById("streams"),
@@ -69,12 +72,14 @@ function addOrUpdate(stream, { fresh = false } = {}) {
   if (pending && !fresh) card.setState(pending.state, pending.reason);
   state.cards.set(id, card);
   els.grid.append(card.el);
-  previews.add(id, card.parts.preview, card.parts.img, card.parts["preview-note"]);
+  // This page's own camera shows its local <video>, attached by showLocalCamera.
+  if (!camera.owns(id)) previews.add(id, card.parts.preview, card.parts.img, card.parts["preview-note"]);
   renderEmpty();
   return card;
 }
 
 function dropCard(id) {
+  camera.forget(id); // the server removed our camera's stream: hang up too
   const card = state.cards.get(id);
   if (!card) return;
   previews.remove(id);
@@ -114,7 +119,33 @@ async function fetchUnknown(id) {
   }
 }
 
+/**
+ * A stream that stopped may be removed next without a "removed" status (a
+ * browser camera whose peer hung up is ended, then removed): ask the server a
+ * few times and drop the card once it no longer knows the stream.
+ */
+function dropWhenGone(id, delays = GONE_CHECKS_MS) {
+  const [delay, ...later] = delays;
+  if (delay === undefined) return;
+  setTimeout(async () => {
+    const card = state.cards.get(id);
+    const ended = card && (["stopped", "failed"].includes(card.state) || card.el.classList.contains("is-busy"));
+    if (!ended) return; // gone already, or live again
+    try {
+      await api.stream(id);
+      dropWhenGone(id, later);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) dropCard(id);
+      else dropWhenGone(id, later);
+    }
+  }, delay);
+}
+
 async function confirmRemove(card) {
+  if (camera.owns(card.id)) {
+    camera.stop(); // hanging up ends the stream on the server
+    return;
+  }
   if (!window.confirm(`Remove stream "${card.id}"? Its video and labels stop.`)) return;
   card.setBusy(true);
   card.showError("");
@@ -130,6 +161,46 @@ async function confirmRemove(card) {
     }
   }
 }
+
+// ---------------------------------------------------------------- this browser's camera
+
+/** The server accepted our camera as stream `id`: its card shows the local video. */
+function showLocalCamera(id, video) {
+  // The websocket may have made the card already (its status can beat the answer).
+  const card = state.cards.get(id) ?? addOrUpdate({ id, kind: "webrtc", url: "this browser's camera", state: "connecting" });
+  previews.remove(id); // never MJPEG for our own camera: the local video is sharper and has no lag
+  card.el.dataset.local = "camera";
+  card.parts.remove.title = "Stop camera";
+  card.parts.remove.setAttribute("aria-label", "Stop camera");
+  card.parts.img.hidden = true;
+  card.parts.preview.classList.add("is-local");
+  card.parts.preview.prepend(video);
+  const note = card.parts["preview-note"];
+  const playing = () => {
+    note.textContent = "";
+    note.hidden = true;
+  };
+  note.textContent = "starting camera\u2026";
+  note.hidden = false;
+  video.addEventListener("playing", playing, { once: true });
+  card.el.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
+/** The camera was stopped here: the card waits (dimmed) for the server to remove the stream. */
+function localCameraStopped(id) {
+  const card = state.cards.get(id);
+  if (!card) return;
+  card.setBusy(true);
+  const note = card.parts["preview-note"];
+  note.textContent = "camera stopped";
+  note.hidden = false;
+  dropWhenGone(id);
+}
+
+const camera = new CameraSource(document.getElementById("local-sources"), {
+  onStart: showLocalCamera,
+  onStop: localCameraStopped,
+});
 
 // ---------------------------------------------------------------- websocket messages
 
@@ -155,6 +226,7 @@ const handlers = {
     }
     const before = card.state;
     card.setState(msg.state, msg.reason);
+    if (msg.state === "stopped" && before !== "stopped") dropWhenGone(id);
     if (msg.state === "live" && before !== "live") previews.restart(id);
   },
   labels(msg) {
