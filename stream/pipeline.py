@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
 import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from stream import clock
 from stream.config import Config, LabelConfig
 from stream.hub import Hub
 from stream.labels import LabelTracker
@@ -22,7 +22,7 @@ from stream.model.recognizer import Recognizer
 from stream.ring import FrameRing, ring_capacity
 from stream.scheduler import InferenceScheduler
 from stream.sources import FrameSink, InvalidSource, SizeFor, Source, SourceOptions, StatusCallback, describe_source, open_source
-from stream.types import Prediction
+from stream.types import Prediction, SourceState, StreamStatus
 
 __all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
 
@@ -204,6 +204,10 @@ class Pipeline:
         if stream is None:
             raise UnknownStream(stream_id)
         await stream.stop(reason)
+        if stream.info().reason != "removed":
+            # Whatever ended it before (a browser hanging up, a failure), subscribers
+            # always learn the stream is gone from this one final status.
+            self.hub.publish_status(StreamStatus(stream_id, SourceState.STOPPED, "removed", clock.now()))
         self.hub.forget(stream_id)
         log.info("stream %s removed", stream_id)
 

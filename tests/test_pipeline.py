@@ -90,9 +90,12 @@ async def test_events_are_published_and_end_on_remove(recognizer, video):
         await pipe.add_stream(str(video), stream_id="ev")
         first = await asyncio.wait_for(sub.get(), 5)
         assert first.payload.kind.value == "start" and first.payload.stream_id == "ev"
+        status = pipe.hub.subscribe(Filter(kinds={MessageKind.STATUS}))
         await pipe.remove_stream("ev")
         kinds = [m.payload.kind.value for _, m in await collect(sub, 0.5, kinds=("event",))]
         assert "end" in kinds
+        finals = [(m.payload.state, m.payload.reason) for _, m in await collect(status, 0.3, kinds=("status",))]
+        assert finals.count((SourceState.STOPPED, "removed")) == 1, finals
         with pytest.raises(UnknownStream):
             pipe.stream("ev")
 

@@ -105,6 +105,11 @@ async def test_browser_like_peer_becomes_a_stream_with_labels_and_ends_on_close(
             await asyncio.sleep(0.1)
         assert sid not in pipe, "the stream outlived its peer"
         assert gateway.active == 0
+        statuses = []
+        while (msg := sub.get_nowait()) is not None:
+            if msg.kind is MessageKind.STATUS and msg.stream_id == sid:
+                statuses.append((msg.payload.state, msg.payload.reason))
+        assert statuses[-1] == (SourceState.STOPPED, "removed"), statuses
 
 
 async def test_label_age_stays_flat_with_a_slow_recognizer(tiny_model_dir):
