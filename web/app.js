@@ -18,7 +18,6 @@ import { CameraSource } from "./camera.js";
 import { PreviewPool } from "./preview.js";
 
 const STALE_MIN_MS = 5000;
-const GONE_CHECKS_MS = [700, 3000, 8000];
 
 const els = {
   grid: document.getElementById("streams"),
@@ -119,28 +118,6 @@ async function fetchUnknown(id) {
   }
 }
 
-/**
- * A stream that stopped may be removed next without a "removed" status (a
- * browser camera whose peer hung up is ended, then removed): ask the server a
- * few times and drop the card once it no longer knows the stream.
- */
-function dropWhenGone(id, delays = GONE_CHECKS_MS) {
-  const [delay, ...later] = delays;
-  if (delay === undefined) return;
-  setTimeout(async () => {
-    const card = state.cards.get(id);
-    const ended = card && (["stopped", "failed"].includes(card.state) || card.el.classList.contains("is-busy"));
-    if (!ended) return; // gone already, or live again
-    try {
-      await api.stream(id);
-      dropWhenGone(id, later);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) dropCard(id);
-      else dropWhenGone(id, later);
-    }
-  }, delay);
-}
-
 async function confirmRemove(card) {
   if (camera.owns(card.id)) {
     camera.stop(); // hanging up ends the stream on the server
@@ -194,7 +171,7 @@ function localCameraStopped(id) {
   const note = card.parts["preview-note"];
   note.textContent = "camera stopped";
   note.hidden = false;
-  dropWhenGone(id);
+  // The server removes the stream when the peer hangs up; its "removed" status drops the card.
 }
 
 const camera = new CameraSource(document.getElementById("local-sources"), {
@@ -226,7 +203,6 @@ const handlers = {
     }
     const before = card.state;
     card.setState(msg.state, msg.reason);
-    if (msg.state === "stopped" && before !== "stopped") dropWhenGone(id);
     if (msg.state === "live" && before !== "live") previews.restart(id);
   },
   labels(msg) {
