@@ -8,29 +8,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from stream.argtypes import positive_float, positive_int
+
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify video files", description="Classify video files with a video model.")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (mp4, avi, mov, mkv, webm, ...)")
-    p.add_argument("--top-k", type=_positive_int, default=None, help="labels to show (default: config top_k, 5)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="labels to show (default: config top_k, 5)")
     p.add_argument("--model", default=None, help="hub id or local model folder (default: from the config)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: from the config)")
     p.add_argument("--dtype", default=None, help="auto, float32, float16, bfloat16 or int8 (default: from the config)")
-    p.add_argument("--span-s", type=_positive_float, default=None, help="seconds one clip covers (default: about 8.5)")
-    p.add_argument("--stride-s", type=_positive_float, default=None, help="print a timeline of clips every S seconds")
-    p.add_argument("--clips", type=_positive_int, default=3, help="clips averaged over a whole video (default 3)")
+    p.add_argument("--span-s", type=positive_float, default=None, help="seconds one clip covers (default: about 8.5)")
+    p.add_argument("--stride-s", type=positive_float, default=None, help="print a timeline of clips every S seconds")
+    p.add_argument("--clips", type=positive_int, default=3, help="clips averaged over a whole video (default 3)")
     p.add_argument("--config", default=None, help="YAML config file (default: configs/default.yaml)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_predict)
@@ -92,13 +74,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        recognizer = Recognizer.load(
-            cfg.model.name,
-            device=cfg.model.device,
-            dtype=cfg.model.dtype,
-            attention=cfg.model.attention,
-            num_frames=cfg.window.frames,
-        )
+        recognizer = Recognizer.from_config(cfg)
     except ModelUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

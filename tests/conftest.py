@@ -19,3 +19,18 @@ def tiny_model_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-timesformer")
     save_tiny_timesformer(path)
     return str(path)
+
+
+@pytest.fixture
+def rtsp_camera():
+    """A live RTSP camera (GStreamer) on 127.0.0.1, port 0, killed after the test; skips if GStreamer is missing."""
+    from tests.support.rtsp import RtspServer, gst_rtsp_missing
+
+    missing = gst_rtsp_missing()  # checked here, not at import: it runs the system Python
+    if missing:
+        pytest.skip(missing)
+    srv = RtspServer(fps=15).start()
+    try:
+        yield srv
+    finally:
+        srv.kill()

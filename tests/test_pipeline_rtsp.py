@@ -13,26 +13,12 @@ from stream.model import Recognizer
 from stream.pipeline import Pipeline
 from stream.sources import SourceOptions
 from stream.types import SourceState
-from tests.support.rtsp import RtspServer, gst_rtsp_missing
 from tests.support.sources import open_fds
 
 pytestmark = [pytest.mark.slow, pytest.mark.rtsp]
 
 WATCHDOG_S = 2.0
 FAST = SourceOptions(watchdog_s=WATCHDOG_S, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
-
-
-@pytest.fixture
-def camera():
-    """A live RTSP camera on 127.0.0.1 (port 0); skips if GStreamer's RTSP server is missing."""
-    missing = gst_rtsp_missing()
-    if missing:
-        pytest.skip(missing)
-    srv = RtspServer(fps=15).start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
 
 
 async def next_of(sub, predicate, timeout: float):
@@ -53,22 +39,22 @@ def is_state(state):
     return lambda msg: msg.kind is MessageKind.STATUS and msg.payload.state is state
 
 
-async def test_labels_survive_a_camera_restart(tiny_model_dir, camera):
+async def test_labels_survive_a_camera_restart(tiny_model_dir, rtsp_camera):
     """Labels flow; killed camera -> reconnecting within the watchdog; restarted -> live, labels resume; nothing leaks."""
     rec = Recognizer.load(tiny_model_dir, device="cpu")
     cfg = validate_config({"window": {"span_s": 2.0, "stride_s": 0.25}})
     fds_before = open_fds()
     async with Pipeline(rec, cfg, source_options=FAST) as pipe:
         sub = pipe.hub.subscribe(Filter(streams={"cam"}))
-        await pipe.add_stream(camera.url, stream_id="cam")
+        await pipe.add_stream(rtsp_camera.url, stream_id="cam")
         await next_of(sub, is_labels, 15)
 
-        port = camera.port
-        camera.kill()
+        port = rtsp_camera.port
+        rtsp_camera.kill()
         killed_at = time.monotonic()
         await next_of(sub, is_state(SourceState.RECONNECTING), WATCHDOG_S + 3)
         assert time.monotonic() - killed_at <= WATCHDOG_S + 3
-        camera.start(port=port)
+        rtsp_camera.start(port=port)
         # Until the stream is live again, no labels: a frozen ring must not yield stale clips.
         seen = []
         await next_of(sub, lambda m: seen.append(m) or is_state(SourceState.LIVE)(m), 15)

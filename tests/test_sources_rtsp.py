@@ -12,7 +12,6 @@ import pytest
 from stream.sources import MemorySink, SourceOptions, open_source
 from stream.sources.network import NetworkSource
 from stream.types import SourceState
-from tests.support.rtsp import RtspServer, gst_rtsp_missing
 from tests.support.sources import StatusLog, half_size, open_fds, source_threads, wait_until
 
 WATCHDOG_S = 2.0
@@ -22,18 +21,10 @@ FAST = SourceOptions(
 SECRET = "hunter2"
 
 
-
 @pytest.fixture
-def server():
-    """A live RTSP camera on 127.0.0.1 (port 0), killed after the test; skips if GStreamer is missing."""
-    missing = gst_rtsp_missing()  # checked here, not at import: it runs the system Python
-    if missing:
-        pytest.skip(missing)
-    srv = RtspServer(fps=15).start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
+def server(rtsp_camera):
+    """The shared live RTSP camera (tests/conftest.py), under the name these tests use."""
+    return rtsp_camera
 
 
 def free_port() -> int:

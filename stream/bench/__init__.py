@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stream.argtypes import positive_float, positive_int
+
 __all__ = ["SECTIONS", "add_parser", "run_bench", "main"]
 
 log = logging.getLogger(__name__)
@@ -47,37 +49,17 @@ def _sections(text: str) -> list[str]:
     return keys
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny model and short runs: a smoke test, under 30 s")
     parser.add_argument(
         "--only", type=_sections, default=list(SECTIONS), metavar="LIST",
         help=f"comma-separated sections to run (default: all): {','.join(SECTIONS)}",
     )
-    parser.add_argument("--runs", type=_positive_int, default=None, help="timed runs per measurement (default 5, quick 2)")
-    parser.add_argument("--clips", type=_positive_int, default=None, help="clips for the agreement figures (default 10, quick 4)")
-    parser.add_argument("--e2e-seconds", type=_positive_float, default=None, help="seconds per end-to-end scenario (default 25, quick 3)")
+    parser.add_argument("--runs", type=positive_int, default=None, help="timed runs per measurement (default 5, quick 2)")
+    parser.add_argument("--clips", type=positive_int, default=None, help="clips for the agreement figures (default 10, quick 4)")
+    parser.add_argument("--e2e-seconds", type=positive_float, default=None, help="seconds per end-to-end scenario (default 25, quick 3)")
     parser.add_argument("--model", default=None, help="benchmark this checkpoint folder or hub id instead of a random one")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--json", dest="json_out", default=None, metavar="PATH", help="also write every figure to this JSON file")
     parser.add_argument("--workdir", default=None, help="keep the generated model and video here (default: a temp folder)")
     return parser

@@ -115,6 +115,17 @@ class Recognizer:
             quantized=int8,
         )
 
+    @classmethod
+    def from_config(cls, config) -> "Recognizer":
+        """Load the model a :class:`stream.config.Config` names, on its device and dtype."""
+        return cls.load(
+            config.model.name,
+            device=config.model.device,
+            dtype=config.model.dtype,
+            attention=config.model.attention,
+            num_frames=config.window.frames,
+        )
+
     # ------------------------------------------------------------------ shapes
     def ingest_hw(self, height: int, width: int) -> tuple[int, int]:
         """Model-scale size a source should resize its frames to, once, at ingest."""

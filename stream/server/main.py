@@ -261,13 +261,7 @@ def _run(cfg: Config, token: str | None, sock: socket.socket, log_level: str) ->
     from stream.server.app import create_app
 
     try:
-        recognizer = Recognizer.load(
-            cfg.model.name,
-            device=cfg.model.device,
-            dtype=cfg.model.dtype,
-            attention=cfg.model.attention,
-            num_frames=cfg.window.frames,
-        )
+        recognizer = Recognizer.from_config(cfg)
     except ModelUnavailableError as exc:
         return _fail(str(exc))
     app = create_app(Pipeline(recognizer, cfg), cfg, token=token)
