@@ -45,6 +45,7 @@ class StreamFigures:
     label_age_p95_s: float | None
     inference_s: float | None
     reconnects: int
+    last_error: str  # the most recent source error, even after it recovered ("" if none)
     ring_bytes: int
     ring_frames: int
 
@@ -206,6 +207,7 @@ class LiveStream:
             label_age_p95_s=float(np.percentile(ages, 95)) if ages is not None else None,
             inference_s=self._last_pred.inference_s if self._last_pred else None,
             reconnects=src.reconnects if src else 0,
+            last_error=src.last_error if src else (self._reason if self._state is SourceState.FAILED else ""),
             ring_bytes=ring.nbytes,
             ring_frames=ring.held,
         )

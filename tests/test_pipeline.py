@@ -126,6 +126,11 @@ async def test_bad_sources_fail_clearly_while_a_healthy_one_carries_on(recognize
     """Malformed URL, unknown scheme, missing file, garbage and audio-only files fail; the good stream keeps labelling."""
     garbage = make_garbage_file(tmp_path / "garbage.mp4")
     audio = make_audio_only(tmp_path / "audio.wav")
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
     bad = {
         "malformed": "rtsp://",
         "scheme": "ftp://example.invalid/video",
@@ -139,14 +144,19 @@ async def test_bad_sources_fail_clearly_while_a_healthy_one_carries_on(recognize
         for sid, url in bad.items():
             await pipe.add_stream(url, stream_id=sid)
         labels = await collect(sub, 3.0)
-        assert len(labels) >= 5
         for sid in bad:
             info = pipe.stream(sid)
             assert info.state is SourceState.FAILED, (sid, info.state, info.reason)
             assert info.reason, sid
+        await pipe.add_stream(f"rtsp://127.0.0.1:{closed_port}/cam", stream_id="closed")
+        labels += await collect(sub, 2.0)
+        closed = pipe.stream("closed")
+        assert closed.state is SourceState.RECONNECTING and "refused" in closed.reason, closed.reason
+        assert closed.figures.last_error
         assert "ftp" in pipe.stream("scheme").reason
         assert "missing.mp4" in pipe.stream("missing").reason
         assert pipe.stream("good").state is SourceState.LIVE
+        assert len(labels) >= 12  # the healthy stream kept labelling throughout (stride 0.25 s over 5 s)
 
 
 async def test_duplicate_id_and_generated_ids(recognizer, video):

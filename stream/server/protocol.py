@@ -325,6 +325,7 @@ def stream_json(info: StreamInfo) -> dict[str, Any]:
             "label_age_p95_s": _round(f.label_age_p95_s),
             "inference_s": _round(f.inference_s),
             "reconnects": f.reconnects,
+            "last_error": f.last_error,
             "ring_bytes": f.ring_bytes,
             "ring_frames": f.ring_frames,
         },
