@@ -44,6 +44,12 @@ extras=""
 [ "$mode" = test ] && extras="[test]"
 stamp=".venv/.installed-$mode-$(cat pyproject.toml | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
+  echo "installing Python packages into .venv (first run: a few minutes)..."
+  # pip's output is kept in a log and shown only if the install fails.
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".$extras" > .venv/pip-install.log 2>&1; then
+    tail -n 40 .venv/pip-install.log >&2
+    echo "error: installing the Python packages failed; the full log is .venv/pip-install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
