@@ -152,6 +152,9 @@ def test_origin_rule():
     assert not sec.origin_ok("http://evil.example")
     assert not sec.origin_ok("http://localhost:9999")
     assert not sec.origin_ok("null")
+    # The page opened by the address the browser used (a LAN IP of a 0.0.0.0 server) is same-origin.
+    assert sec.origin_ok("http://192.0.2.7:8123", "192.0.2.7:8123")
+    assert not sec.origin_ok("http://evil.example:8123", "192.0.2.7:8123")
 
 
 def test_host_rule_blocks_dns_rebinding_without_a_token():

@@ -376,7 +376,8 @@ def _add_websocket(app: FastAPI) -> None:
     async def ws(websocket: WebSocket) -> None:
         rt: Runtime = websocket.app.state.runtime
         sec = rt.security
-        if not sec.origin_ok(websocket.headers.get("origin")) or not sec.host_ok(websocket.headers.get("host")):
+        host = websocket.headers.get("host")
+        if not sec.origin_ok(websocket.headers.get("origin"), host) or not sec.host_ok(host):
             log.warning("websocket refused: Origin %s not allowed", scrub(websocket.headers.get("origin", "")))
             await _deny(websocket, 403, "forbidden_origin", "this Origin may not connect; add it to server.allowed_origins")
             return

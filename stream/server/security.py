@@ -129,16 +129,22 @@ class Security:
         return host in _LOOPBACK_NAMES or host == self._bind_host or host in self._allowed_hosts
 
     # -------------------------------------------------------------- origin
-    def origin_ok(self, origin: str | None) -> bool:
+    def origin_ok(self, origin: str | None, host_header: str | None = None) -> bool:
         """Websocket Origin rule: none (programs), same origin, or listed in server.allowed_origins.
 
         Browsers always send Origin on websockets and do not apply CORS to
         them, so without this check any web page could read the labels.
+        Same origin includes the Host the browser used to reach us, so the
+        page works when a server bound to 0.0.0.0 is opened by its LAN
+        address (such a server requires a token; a token-less one only
+        answers to loopback Host names, see host_ok).
         """
         if origin is None:
             return True
         origin = origin.rstrip("/").lower()
         if origin in self._allowed:
+            return True
+        if host_header and origin in (f"http://{host_header.strip().lower()}", f"https://{host_header.strip().lower()}"):
             return True
         if self._port is None:
             return False
