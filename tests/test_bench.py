@@ -35,7 +35,8 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
 
     model = sections["model"]["metrics"]
     assert model["flops_per_clip"] > 0
-    assert set(model["agreement"]) == {"eager fp32 (reference)", "sdpa fp32", "int8", "int8 + sdpa"}
+    assert set(model["agreement"]) == {"eager fp32 (reference)", "sdpa fp32", "int8", "int8 + sdpa", "bf16 + sdpa"}
+    assert model["agreement"]["bf16 + sdpa"]["cosine_min"] >= 0.99
     assert model["agreement"]["sdpa fp32"]["max_abs_diff"] <= 1e-4
     assert all(math.isfinite(v["median"]) and v["median"] > 0 for v in model["seconds"].values())
 
