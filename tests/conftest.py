@@ -21,6 +21,22 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def recognizer(tiny_model_dir):
+    """The tiny model loaded through the real loading code (dtype auto: the CPU int8 path)."""
+    from stream.model import Recognizer
+
+    return Recognizer.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory):
+    """A 3 s, 15 fps, 160x120 H.264 clip to play as a camera."""
+    from tests.support.videos import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
+
+
 @pytest.fixture
 def rtsp_camera():
     """A live RTSP camera (GStreamer) on 127.0.0.1, port 0, killed after the test; skips if GStreamer is missing."""

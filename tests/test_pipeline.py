@@ -10,39 +10,19 @@ import pytest
 
 from stream.config import validate_config
 from stream.hub import Filter, MessageKind
-from stream.model import Recognizer
 from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.sources import SourceOptions
 from stream.types import SourceState
-from tests.support.videos import make_audio_only, make_garbage_file, make_video
+from tests.support.models import SlowRecognizer
+from tests.support.videos import make_audio_only, make_garbage_file
 
 pytestmark = pytest.mark.slow
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 
 
-class SlowRecognizer(Recognizer):
-    """A real recognizer that takes at least ``delay`` seconds per batch, like a big model on a small CPU."""
-
-    delay = 0.5
-
-    def probs(self, clips):
-        time.sleep(self.delay)
-        return super().probs(clips)
-
-
 def config(**window):
     return validate_config({"window": {"span_s": 2.0, "stride_s": 0.25, **window}, "scheduler": {"max_batch": 4}})
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    return Recognizer.load(tiny_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
 
 
 async def collect(sub, seconds: float, kinds=("labels",)):

@@ -15,16 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.server import REPO_ROOT, start_server
-from tests.support.videos import make_video
 
 pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
 
 
 def run_server(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

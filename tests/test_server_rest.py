@@ -9,25 +9,13 @@ import httpx
 import pytest
 
 from stream.config import validate_config
-from stream.model import Recognizer
 from stream.pipeline import Pipeline
 from stream.server.app import create_app
 from stream.sources import SourceOptions
 from tests.support.server import test_config
-from tests.support.videos import make_video
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 CAMERA = "rtsp://user:secret@127.0.0.1:9/x"  # nothing listens on port 9: a camera that is down
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    return Recognizer.load(tiny_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
 
 
 @contextlib.asynccontextmanager

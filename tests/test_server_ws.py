@@ -14,28 +14,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from stream.config import validate_config
-from stream.model import Recognizer
 from stream.pipeline import Pipeline
 from stream.server.ws import SessionLimits
 from stream.sources import SourceOptions
 from tests.support.models import TINY_LABELS
 from tests.support.server import serving, test_config
-from tests.support.videos import make_video
 
 pytestmark = pytest.mark.slow
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 EVENTFUL = {"labels": {"enter": 0.05, "exit": 0.01, "smoothing": 0, "update_interval_s": 0.5}}
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    return Recognizer.load(tiny_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
 
 
 @contextlib.asynccontextmanager

@@ -13,27 +13,20 @@ import time
 import pytest
 
 from stream.config import validate_config
-from stream.model import Recognizer
 from stream.pipeline import Pipeline
 from stream.sources import SourceOptions
 from stream.subscriber import Subscriber
 from tests.support.server import REPO_ROOT, serving, start_server, test_config
-from tests.support.videos import make_video
 
 pytestmark = pytest.mark.slow
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", fps=15, seconds=3, width=160, height=120)
-
-
-async def test_async_iterator_yields_filtered_messages(tiny_model_dir, video):
+async def test_async_iterator_yields_filtered_messages(recognizer, video):
     """Subscriber(url, streams=..., kinds=...) yields hello, subscribed, then only that stream's labels."""
     cfg = validate_config(test_config([{"id": "a", "url": str(video)}, {"id": "b", "url": str(video)}]))
-    pipeline = Pipeline(Recognizer.load(tiny_model_dir, device="cpu"), cfg, source_options=FAST)
+    pipeline = Pipeline(recognizer, cfg, source_options=FAST)
     async with serving(pipeline, cfg) as srv:
         seen = []
         async with Subscriber(srv.ws_url, streams=["b"], kinds=["labels"]) as sub:

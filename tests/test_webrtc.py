@@ -13,10 +13,10 @@ import pytest
 
 from stream.config import validate_config
 from stream.hub import Filter, MessageKind
-from stream.model import Recognizer
 from stream.pipeline import Pipeline
 from stream.types import SourceState
 from stream.webrtc import WebRtcError, WebRtcGateway, limit_host_addresses
+from tests.support.models import SlowRecognizer
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +55,6 @@ def loopback_only(monkeypatch):
     # Re-set to itself so monkeypatch restores the original after the test.
     monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
     limit_host_addresses(["127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir):
-    return Recognizer.load(tiny_model_dir, device="cpu")
 
 
 async def connect(gateway, track=None, stream_id=None):
@@ -114,8 +109,6 @@ async def test_browser_like_peer_becomes_a_stream_with_labels_and_ends_on_close(
 
 async def test_label_age_stays_flat_with_a_slow_recognizer(tiny_model_dir):
     """A recognizer slower than the frame rate: the WebRTC stream's label age does not grow."""
-    from tests.test_pipeline import SlowRecognizer
-
     slow = SlowRecognizer.load(tiny_model_dir, device="cpu")
     async with Pipeline(slow, validate_config({"window": {"span_s": 2.0, "stride_s": 0.2}})) as pipe:
         gateway = WebRtcGateway(pipe)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
+
+from stream.model import Recognizer
 
 TINY_LABELS = [f"action_{i:02d}" for i in range(12)]
 
@@ -73,3 +76,13 @@ def save_base_timesformer(path: str | Path, seed: int = 0) -> Path:
         image_std=[0.225] * 3,
     ).save_pretrained(path)
     return Path(path)
+
+
+class SlowRecognizer(Recognizer):
+    """A real recognizer that takes at least ``delay`` seconds per batch, like a big model on a small CPU."""
+
+    delay = 0.5
+
+    def probs(self, clips):
+        time.sleep(self.delay)
+        return super().probs(clips)
