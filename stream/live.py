@@ -101,6 +101,11 @@ class LiveStream:
         self._stopped = False
         scheduler.register(stream_id, self._on_result)
 
+    @property
+    def reason(self) -> str:
+        """Why the stream is in its state (the reason of its latest status)."""
+        return self._reason
+
     # ------------------------------------------------------------ lifecycle
     async def start(self, source: Source) -> None:
         self.source = source

@@ -204,7 +204,7 @@ class Pipeline:
         if stream is None:
             raise UnknownStream(stream_id)
         await stream.stop(reason)
-        if stream.info().reason != "removed":
+        if stream.reason != "removed":
             # Whatever ended it before (a browser hanging up, a failure), subscribers
             # always learn the stream is gone from this one final status.
             self.hub.publish_status(StreamStatus(stream_id, SourceState.STOPPED, "removed", clock.now()))
