@@ -119,7 +119,11 @@ def resize_uint8(x: torch.Tensor, size_hw: tuple[int, int], mode: str = "bilinea
     if x.device.type == "cpu" and mode == "bilinear":
         # torch has a fast uint8 path for antialiased bilinear on the CPU that
         # matches PIL to within one grey level.
-        return F.interpolate(x.contiguous(), size=size_hw, mode=mode, antialias=True)
+        # It wants channels-last input, pixels stored (H, W, 3) as decoders
+        # give them: made NCHW-contiguous first, the same 1280x720 -> 398x224
+        # resize takes 4x as long (2.5 ms against 0.6 ms), and it is no faster
+        # on two threads than on one.
+        return F.interpolate(x.contiguous(memory_format=torch.channels_last), size=size_hw, mode=mode, antialias=True)
     y = F.interpolate(x.float(), size=size_hw, mode=mode, antialias=antialias if mode != "nearest" else False)
     return y.round_().clamp_(0, 255).to(torch.uint8)
 
