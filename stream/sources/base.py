@@ -215,6 +215,8 @@ class Source:
         # PyAV frames must not be converted by two threads at once (it crashes in
         # swscale): the reader, previews and clip assembly all convert under this.
         self._convert_lock = threading.Lock()
+        # Notified on every decoded frame, for clip assembly waiting on the next one.
+        self._new_frame = threading.Condition()
         self._preview_asked_at = float("-inf")
         # Counters: written by one reader thread, read anywhere (ints are atomic under the GIL).
         self._frames_decoded = 0
@@ -304,6 +306,26 @@ class Source:
             rgb = to_rgb(raw)
         return Frame(image=resize_frame(rgb, self._target_size(rgb.shape[0], rgb.shape[1])), ts=ts, index=-1)
 
+    def latest_ts(self) -> float | None:
+        """Timestamp of the newest decoded frame, or None before the first one."""
+        latest = self._latest
+        return latest[2] if latest is not None else None
+
+    def frame_interval(self) -> float | None:
+        """Seconds between decoded frames lately (from the measured rate), or None if unknown."""
+        fps = self._measured_fps()
+        return 1.0 / fps if fps > 0 else None
+
+    def wait_for_frame(self, newer_than: float, timeout: float) -> bool:
+        """Block up to ``timeout`` s until a frame newer than ``newer_than`` is decoded; True if one was."""
+
+        def arrived() -> bool:
+            latest = self._latest
+            return latest is not None and latest[2] > newer_than
+
+        with self._new_frame:
+            return self._new_frame.wait_for(arrived, timeout)
+
     def stats(self) -> SourceStats:
         """A consistent-enough copy of the counters (no lock: they are monotone ints)."""
         return SourceStats(
@@ -349,6 +371,8 @@ class Source:
     def _keep_latest(self, raw: Any, to_rgb: Callable[[Any], np.ndarray], ts: float) -> None:
         """Remember the newest decoded frame and its timestamp, unconverted (a reference, no copy)."""
         self._latest = (raw, to_rgb, ts)
+        with self._new_frame:
+            self._new_frame.notify_all()
 
     def _preview_wanted(self) -> bool:
         """Whether someone asked for a snapshot recently (grab-only readers then keep frames)."""
