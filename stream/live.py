@@ -216,12 +216,14 @@ class LiveStream:
         last, interval = source.latest_ts(), source.frame_interval()
         if last is None or interval is None:
             return
-        age = clock.now() - last
-        if age < _FRESH_ENOUGH * interval:
+        now = clock.now()
+        if now - last < _FRESH_ENOUGH * interval:
             return
-        # Due at last + interval; allow some jitter before giving up on it.
-        wait = last + interval * (1 + _FRAME_JITTER) - clock.now()
+        # Due one interval after the camera's last delivery (a webcam delivers
+        # frames it does not decode); allow some jitter before giving up on it.
+        wait = source.last_arrival() + interval * (1 + _FRAME_JITTER) - now
         if 0 < wait <= _MAX_FRAME_WAIT_S:
+            source.request_frame()
             source.wait_for_frame(last, wait)
 
     # ------------------------------------------------------------ figures

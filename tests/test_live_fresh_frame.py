@@ -30,6 +30,7 @@ class _Camera(Source):
         return self._interval
 
     def decode(self, ts: float) -> None:
+        self._last_frame_at = ts  # what a reader's _admit records for every frame
         self._keep_latest(np.zeros((4, 4, 3), np.uint8), lambda image: image, ts)
 
 

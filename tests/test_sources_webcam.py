@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -100,6 +101,26 @@ async def test_webcam_snapshot_keeps_retrieving_while_watched() -> None:
     assert first is not None and snap.shape == (24, 32, 3)
     assert np.all(snap[..., 0] == 255)
     assert source.stats().frames_in < fake.retrieved
+
+
+async def test_webcam_decodes_its_next_frame_when_a_clip_asks() -> None:
+    """A grab-only webcam decodes the next frame on request_frame(), though the ring does not want it."""
+    fake = FakeCapture(fps=60)
+    sink = MemorySink(fps=0.25)  # the ring wants one frame per 4 s
+    source = WebcamSource("cam", 0, sink, half_size, options=FAST, capture_factory=lambda d: fake)
+    await source.start()
+    try:
+        await wait_until(lambda: sink.frames(), 3, "a first frame")
+        last = source.latest_ts()
+        # Unasked, no frame is decoded for the next 0.3 s: the ring's next wanted one is ~4 s away.
+        assert not await asyncio.to_thread(source.wait_for_frame, last, 0.3)
+        retrieved = fake.retrieved
+        source.request_frame()
+        assert await asyncio.to_thread(source.wait_for_frame, last, 1.0)  # 60 fps: due in ~17 ms
+        assert fake.retrieved == retrieved + 1  # that one frame, not every frame from now on
+        assert len(sink.frames()) == 1  # decoded for the clip, not pushed into the ring
+    finally:
+        await source.stop()
 
 
 async def test_missing_webcam_fails() -> None:

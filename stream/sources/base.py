@@ -218,6 +218,7 @@ class Source:
         # Notified on every decoded frame, for clip assembly waiting on the next one.
         self._new_frame = threading.Condition()
         self._preview_asked_at = float("-inf")
+        self._frame_requested = False  # by clip assembly, see request_frame()
         # Counters: written by one reader thread, read anywhere (ints are atomic under the GIL).
         self._frames_decoded = 0
         self._frames_in = 0
@@ -295,8 +296,9 @@ class Source:
         """The newest decoded frame (converted and resized now) if it is newer than ``newer_than``.
 
         The ring keeps only a few frames per second; a clip assembled just
-        before inference ends on this frame instead, so a label is about one
-        camera frame old when the model starts, not one ring interval.
+        before inference ends on this frame instead (see :meth:`wait_for_frame`
+        for getting the next one), so a label is at most about one camera frame
+        old when the model starts, not one ring interval.
         """
         latest = self._latest
         if latest is None or latest[2] <= newer_than:
@@ -310,6 +312,15 @@ class Source:
         """Timestamp of the newest decoded frame, or None before the first one."""
         latest = self._latest
         return latest[2] if latest is not None else None
+
+    def last_arrival(self) -> float:
+        """When the camera last delivered a frame, converted or not (a webcam grabs many it never decodes)."""
+        latest = self.latest_ts()
+        return max(self._last_frame_at, latest) if latest is not None else self._last_frame_at
+
+    def request_frame(self) -> None:
+        """Ask a reader that skips decoding unwanted frames (webcams) to decode its next one."""
+        self._frame_requested = True
 
     def frame_interval(self) -> float | None:
         """Seconds between decoded frames lately (from the measured rate), or None if unknown."""
@@ -371,12 +382,17 @@ class Source:
     def _keep_latest(self, raw: Any, to_rgb: Callable[[Any], np.ndarray], ts: float) -> None:
         """Remember the newest decoded frame and its timestamp, unconverted (a reference, no copy)."""
         self._latest = (raw, to_rgb, ts)
+        self._frame_requested = False
         with self._new_frame:
             self._new_frame.notify_all()
 
-    def _preview_wanted(self) -> bool:
-        """Whether someone asked for a snapshot recently (grab-only readers then keep frames)."""
-        return clock.now() - self._preview_asked_at < _PREVIEW_INTEREST_S
+    def _frame_wanted(self) -> bool:
+        """Whether a snapshot was asked for recently or clip assembly waits for the next frame.
+
+        Readers that can skip decoding (grab-only webcams) decode a frame then,
+        even if the ring does not want it.
+        """
+        return self._frame_requested or clock.now() - self._preview_asked_at < _PREVIEW_INTEREST_S
 
     def _admit(self, ts: float, size: tuple[int, int] | None = None) -> bool:
         """Count one decoded frame; True if it should be converted and pushed.

@@ -128,7 +128,7 @@ class WebcamSource(ThreadedSource):
                 raise TransientSourceError(f"camera {self._path} stopped sending frames")
             ts = time.monotonic()
             wanted = self._admit(ts)
-            if wanted or self._preview_wanted():
+            if wanted or self._frame_wanted():
                 ok, image = capture.retrieve()
                 if not ok or image is None:
                     raise TransientSourceError(f"camera {self._path} sent a frame that could not be decoded")
