@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from stream.model.recognizer import Recognizer
+from stream.threads import set_threads_here
 from stream.types import Prediction, Window
 
 __all__ = ["InferenceScheduler", "SchedulerStats", "ClipSource"]
@@ -68,6 +70,10 @@ class InferenceScheduler:
         self._batches = self._clips = self._dropped = self._errors = 0
         self._last_batch_size = 0
         self._last_inference_s = 0.0
+        # torch's thread count is per OS thread; the inference thread takes the
+        # creating thread's (what the user or server set), whatever other
+        # threads did to torch's default in between (see stream.threads).
+        self._torch_threads = torch.get_num_threads()
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -160,6 +166,7 @@ class InferenceScheduler:
             return batch
 
     def _run(self) -> None:
+        set_threads_here(self._torch_threads)
         while not self._stop.is_set():
             batch = self._take_batch()
             if not batch:

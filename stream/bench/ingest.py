@@ -69,12 +69,12 @@ def in_reader_thread(fn: Callable[[], T]) -> Callable[[], T]:
     """``fn`` run in a fresh thread set up like a source's reader thread, as the live path runs it."""
 
     def go() -> T:
-        from stream.sources.base import single_torch_thread
+        from stream.threads import one_thread_here
 
         result: list[T] = []
 
         def body() -> None:
-            single_torch_thread()
+            one_thread_here()
             result.append(fn())
 
         thread = threading.Thread(target=body, name="bench-reader")

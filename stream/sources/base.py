@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from stream import clock
 from stream.model.preprocess import resize_frame
@@ -37,6 +36,7 @@ from stream.sources.errors import (
     TransientSourceError,
 )
 from stream.sources.urls import scrub
+from stream.threads import one_thread_here
 from stream.types import Frame, SourceState, StreamStatus
 
 __all__ = [
@@ -49,23 +49,10 @@ __all__ = [
     "TERMINAL",
     "Source",
     "ThreadedSource",
-    "single_torch_thread",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-def single_torch_thread() -> None:
-    """Give the calling (reader) thread one torch intra-op thread.
-
-    A reader's only torch work is the ingest resize, which is no faster on
-    two threads. With torch's default per-thread team of one worker per
-    core, those workers spin after each resize beside FFmpeg's decoder
-    threads and the inference thread: on 2 cores a 720p file's ingest took
-    351 ms against 311 ms with one thread (decode alone: 215 ms). torch's
-    thread count is per OS thread, so this leaves the inference thread alone.
-    """
-    torch.set_num_threads(1)
 
 SizeFor = Callable[[int, int], tuple[int, int]]
 StatusCallback = Callable[[StreamStatus], None]
@@ -625,7 +612,11 @@ class ThreadedSource(Source):
         super()._go_live(reason)
 
     def _run(self) -> None:
-        single_torch_thread()
+        # The reader's only torch work is the ingest resize, no faster on two
+        # threads; with torch's default team the idle OpenMP workers spin after
+        # each resize beside FFmpeg's decoder threads (a 720p file's ingest:
+        # 351 ms with them, 311 ms without, 215 ms decoding alone).
+        one_thread_here()
         options = self.options
         backoff = Backoff(options.backoff_initial_s, options.backoff_max_s)
         while not self._stop_event.is_set():
