@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
 SizeFor = Callable[[int, int], tuple[int, int]]
 StatusCallback = Callable[[StreamStatus], None]
 
