@@ -58,3 +58,30 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
 
     if not torch.cuda.is_available():
         assert cuda["skipped"] and "no CUDA GPU" in cuda["skipped"]
+
+
+@pytest.mark.timeout(120)
+def test_cuda_section_code_runs_as_a_dry_run_on_the_cpu(tmp_path):
+    """The CUDA section has no GPU here; its code still runs end to end on the CPU and reports every figure."""
+    from stream.bench import cuda
+    from stream.bench.common import Section
+    from stream.bench.context import BenchContext, BenchOptions
+
+    ctx = BenchContext(BenchOptions(quick=True, runs=1, clips=2), tmp_path)
+    section = Section("cuda", "dry run")
+    cuda.run(ctx, section, device="cpu")
+    assert section.skipped is None
+    names = [row.name for row in section.rows]
+    variants = ("eager fp32 (reference)", "sdpa fp32", "sdpa fp16", "sdpa bf16")
+    for variant in variants:
+        for batch in cuda.BATCHES:
+            assert f"{variant} batch {batch}" in names
+    assert any(name.startswith("preprocessing:") for name in names)
+    metrics = section.metrics
+    assert all(cps > 0 for per_batch in metrics["clips_per_s"].values() for cps in per_batch.values())
+    assert metrics["flops_per_clip"] > 0 and set(metrics["matmul_peak_flops"]) == {"float32", "float16", "bfloat16"}
+    # Half precision against float32 on random tiny weights: close, but not equal.
+    for variant in ("sdpa fp16", "sdpa bf16"):
+        assert metrics["agreement"][variant]["cosine_min"] >= 0.99, variant
+    assert metrics["agreement"]["sdpa fp32"]["max_abs_diff"] <= 1e-4
+    assert "dry run" in metrics["device"]

@@ -24,42 +24,43 @@ def unavailable() -> str | None:
     return None
 
 
-def run(ctx: BenchContext, section: Section) -> None:
+def run(ctx: BenchContext, section: Section, device: str = "cuda") -> None:
+    """The section on ``device``: "cuda" in a bench run; tests dry-run the same code on "cpu"."""
     from stream.bench import preprocess
     from stream.bench.model import agreement, count_flops, ingest_clips, matmul_peak
 
-    why = unavailable()
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    why = unavailable() if cuda else None
     if why:
         section.skipped = why
         return
     options = ctx.options
-    props = torch.cuda.get_device_properties(0)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     variants = [("eager fp32 (reference)", "float32", "eager"), ("sdpa fp32", "float32", "sdpa"), ("sdpa fp16", "float16", "sdpa")]
-    if torch.cuda.is_bf16_supported():
+    if not cuda or torch.cuda.is_bf16_supported():
         variants.append(("sdpa bf16", "bfloat16", "sdpa"))
-    recs = {name: ctx.recognizer(dtype, attention, device="cuda") for name, dtype, attention in variants}
+    recs = {name: ctx.recognizer(dtype, attention, device=device) for name, dtype, attention in variants}
     dtypes = {name: dtype for name, dtype, _ in variants}
     ref_name = variants[0][0]
     reference = recs[ref_name]
 
     # Device preprocessing, as in the preprocessing section but on the GPU.
-    pre_section = Section("preprocess-cuda", "")
-    preprocess.run(ctx, pre_section, device="cuda")
+    pre_section = Section(f"preprocess-{dev.type}", "")
+    preprocess.run(ctx, pre_section, device=device)
     for row in pre_section.rows:
         row.name = f"preprocessing: {row.name.strip()}"
         section.rows.append(row)
 
     clips = ingest_clips(reference, max(BATCHES), seed=2)
     flops = count_flops(reference, clips[0])
-    peaks = {
-        dt: matmul_peak("cuda", getattr(torch, dt), n=8192 if not options.quick else 2048, seconds=1.0)
-        for dt in sorted(set(dtypes.values()))
-    }
+    size = (8192 if not options.quick else 2048) if cuda else 256  # CPU half-precision matmuls are slow
+    peaks = {dt: matmul_peak(device, getattr(torch, dt), n=size, seconds=1.0) for dt in sorted(set(dtypes.values()))}
 
     def timed(rec, batch):
         def go():
             rec.logits(batch)
-            torch.cuda.synchronize()
+            sync()
 
         return go
 
@@ -68,9 +69,10 @@ def run(ctx: BenchContext, section: Section) -> None:
         batch = clips[:b]
         try:
             times = interleaved({name: timed(rec, batch) for name, rec in recs.items()}, runs=max(3, options.runs), warmup=2)
-        except torch.cuda.OutOfMemoryError:
+        except torch.OutOfMemoryError:
             section.notes.append(f"batch {b}: out of GPU memory, skipped")
-            torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.empty_cache()
             continue
         for name in recs:
             throughput[name][b] = b / median(times[name])
@@ -101,13 +103,18 @@ def run(ctx: BenchContext, section: Section) -> None:
     section.add("FLOPs per clip", f"{flops / 1e9:.1f} GFLOP")
     for dt, peak in peaks.items():
         section.add(f"{dt} matmul peak (measured)", f"{peak / 1e12:.1f} TFLOP/s")
+    if cuda:
+        props = torch.cuda.get_device_properties(dev)
+        device_name = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
+    else:
+        device_name = f"{device} (a dry run of this section's code)"
     section.notes.append(
-        f"{props.name}, {props.total_memory / 2**30:.0f} GiB; ratio column = reference time / ours at the same batch; "
+        f"{device_name}; ratio column = reference time / ours at the same batch; "
         "clips/s include the uint8 host->device copy and device preprocessing (Recognizer.logits); "
         "peak = best square matmul in that dtype measured now (fp32 without TF32, torch's default)"
     )
     section.metrics.update(
-        device=props.name,
+        device=device_name,
         clips_per_s=throughput,
         flops_per_clip=flops,
         matmul_peak_flops=peaks,
