@@ -89,7 +89,7 @@ def resolve_dtype(spec: str, device: torch.device) -> tuple[torch.dtype, bool]:
         if device.type == "cuda":
             return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16), False
         if device.type == "cpu":
-            # Dynamic int8 runs about 3x faster than float32 on a CPU with logits
+            # Dynamic int8 runs 2.6-2.9x faster than float32 on a CPU with logits
             # cosine ~0.998 (BENCHMARKS.md): what makes a 1 s stride possible there.
             return torch.float32, True
         return torch.float32, False
