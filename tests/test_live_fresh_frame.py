@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from stream import clock
+from stream import clock, live
 from stream.live import LiveStream
 from stream.ring import FrameRing
 from stream.sources.base import Source
@@ -40,17 +40,21 @@ def _decode_later(camera: _Camera, delay: float) -> threading.Timer:
     return timer
 
 
-def test_waits_for_a_frame_due_within_the_interval_and_takes_it():
-    camera = _Camera(interval=0.04)
-    old = clock.now() - 0.02  # half an interval old: the next one is due in ~20 ms
+def test_waits_for_a_frame_due_within_the_interval_and_takes_it(monkeypatch):
+    # Slowed down 25x (a 1 fps camera, a 5 s cap) so a busy test machine cannot miss the window.
+    monkeypatch.setattr(live, "_MAX_FRAME_WAIT_S", 5.0)
+    camera = _Camera(interval=1.0)
+    old = clock.now() - 0.5  # half an interval old: the next one is due in ~0.5 s
     camera.decode(old)
-    timer = _decode_later(camera, 0.01)
+    timer = _decode_later(camera, 0.05)
+    start = time.monotonic()
     try:
         LiveStream._await_next_frame(camera)
     finally:
         timer.join()
-    # Had it not waited, it would have returned before the timer fired.
+    # Had it not waited, it would have returned before the timer fired; it stopped waiting when the frame came.
     assert camera.latest_ts() > old
+    assert time.monotonic() - start < 0.5
 
 
 def test_gives_up_on_a_late_frame_after_about_one_interval():
