@@ -12,7 +12,8 @@ NetworkSource runs the same per-frame body; only its timestamps differ.
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from stream.bench.common import Section, interleaved, median
 from stream.bench.context import BenchContext
