@@ -12,7 +12,16 @@ import urllib.request
 
 import pytest
 
-from tests.support.browser import bars, card, launch_chromium, open_page, require_browser, screenshot, wait_for_labels
+from tests.support.browser import (  # noqa: F401 (server_logs_on_failure: an autouse fixture)
+    bars,
+    card,
+    launch_chromium,
+    open_page,
+    require_browser,
+    screenshot,
+    server_logs_on_failure,
+    wait_for_labels,
+)
 from tests.support.server import start_server
 from tests.support.videos import make_video
 
@@ -56,16 +65,6 @@ def server(tmp_path_factory, tiny_model_dir, clip):
     tmp = tmp_path_factory.mktemp("browser-server")
     with start_server(tmp, tiny_model_dir, sources=[{"id": "demo", "url": clip, "loop": True}], config=CONFIG, env=ENV) as proc:
         yield proc
-
-
-@pytest.fixture(autouse=True)
-def _server_logs_on_failure(request):
-    """Print the shared server's recent log after each test: pytest shows it when the test fails."""
-    yield
-    if "server" in request.fixturenames:
-        server = request.getfixturevalue("server")
-        print(f"---- server exit status: {server.proc.poll()}; log (tail) ----")
-        print(server.logs()[-4000:])
 
 
 def post_stream(base: str, body: dict) -> tuple[int, dict]:

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.browser import card, launch_chromium, open_page, require_browser, screenshot, wait_for_labels
+from tests.support.browser import (  # noqa: F401 (server_logs_on_failure: an autouse fixture)
+    card,
+    launch_chromium,
+    open_page,
+    require_browser,
+    screenshot,
+    server_logs_on_failure,
+    wait_for_labels,
+)
 from tests.support.server import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -95,16 +103,6 @@ def server(tmp_path_factory, tiny_model_dir):
     """A server with no streams of its own and room for one browser camera."""
     with start_server(tmp_path_factory.mktemp("webrtc-server"), tiny_model_dir, config=CONFIG, env=ENV) as proc:
         yield proc
-
-
-@pytest.fixture(autouse=True)
-def _server_logs_on_failure(request):
-    """Print the server's recent log after each test: pytest shows it when the test fails."""
-    yield
-    if "server" in request.fixturenames:
-        server = request.getfixturevalue("server")
-        print(f"---- server exit status: {server.proc.poll()}; log (tail) ----")
-        print(server.logs()[-4000:])
 
 
 def streams(base: str) -> dict[str, dict]:

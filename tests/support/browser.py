@@ -26,6 +26,7 @@ __all__ = [
     "open_page",
     "require_browser",
     "screenshot",
+    "server_logs_on_failure",
     "wait_for_labels",
 ]
 
@@ -48,6 +49,19 @@ def require_browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium'); browser tests skipped", allow_module_level=True)
     return pytest.importorskip("playwright.sync_api", reason="playwright's Python package is not installed")
+
+
+@pytest.fixture(autouse=True)
+def server_logs_on_failure(request):
+    """After each test, print the test module's ``server`` fixture's recent log: pytest shows it when the test fails.
+
+    Autouse in every module that imports it (both browser test modules).
+    """
+    yield
+    if "server" in request.fixturenames:
+        server = request.getfixturevalue("server")
+        print(f"---- server exit status: {server.proc.poll()}; log (tail) ----")
+        print(server.logs()[-4000:])
 
 
 def launch_chromium(playwright, extra_args: Iterable[str] = ()):
