@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FrameMaker", "make_h264", "smooth_clips"]
+__all__ = ["FrameMaker", "encode_frames", "make_h264", "smooth_clips"]
 
 
 class FrameMaker:
@@ -49,6 +50,20 @@ class FrameMaker:
         return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def encode_frames(container, stream, images: Iterable[np.ndarray], rate: Fraction) -> None:
+    """Encode RGB frames into ``stream`` with exact pts (1/rate time base), mux them, and flush the encoder."""
+    import av
+
+    for index, image in enumerate(images):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = index
+        frame.time_base = 1 / rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def make_h264(path: str | Path, *, width: int = 1280, height: int = 720, fps: int = 30, seconds: float = 10.0) -> Path:
     """Write an H.264 (High profile, CABAC, 2 s GOP, no B-frames: camera-like) MP4 and return its path."""
     import av
@@ -60,14 +75,7 @@ def make_h264(path: str | Path, *, width: int = 1280, height: int = 720, fps: in
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "x264-params": f"keyint={2 * fps}:bframes=0"}
-        for index in range(max(1, int(round(seconds * fps)))):
-            frame = av.VideoFrame.from_ndarray(maker.frame(index), format="rgb24")
-            frame.pts = index
-            frame.time_base = 1 / rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream, (maker.frame(i) for i in range(max(1, int(round(seconds * fps))))), rate)
     return path
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stream.bench.media import encode_frames
+
 __all__ = [
     "CODECS",
     "frame_pattern",
@@ -110,14 +112,7 @@ def make_video(
         elif codec in ("libvpx", "libvpx-vp9"):
             stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
             stream.bit_rate = 500_000
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(frame_pattern(index, width, height, pattern), format="rgb24")
-            frame.pts = index
-            frame.time_base = 1 / rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream, (frame_pattern(i, width, height, pattern) for i in range(count)), rate)
     return path
 
 
