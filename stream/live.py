@@ -29,12 +29,6 @@ __all__ = ["LiveStream", "StreamFigures", "StreamInfo"]
 log = logging.getLogger(__name__)
 
 _AGE_WINDOW = 200  # label ages kept for the percentile
-# Clip assembly waits for the camera's next frame (see LiveStream._await_next_frame)
-# unless the newest is younger than this share of a frame interval...
-_FRESH_ENOUGH = 0.15
-# ...for at most one interval plus this share of jitter, and never longer than this.
-_FRAME_JITTER = 0.25
-_MAX_FRAME_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -192,7 +186,7 @@ class LiveStream:
         """Runs on the inference thread when the batch starts: the freshest frames win."""
         newest = self.ring.latest_ts()
         if self.source is not None:
-            self._await_next_frame(self.source)
+            self.source.await_fresh_frame()
         fresh = self.source.latest_frame(newest if newest is not None else float("-inf")) if self.source else None
         if fresh is not None:
             self.ring.push(fresh)  # end the clip on the newest decoded frame, not the newest kept one
@@ -201,30 +195,6 @@ class LiveStream:
             return None
         frames, timestamps = got
         return Window(self.id, frames, timestamps, clock.now())
-
-    @staticmethod
-    def _await_next_frame(source: Source) -> None:
-        """Wait for the camera's next frame when it is due within a few tens of ms.
-
-        Without this the clip ends on whatever frame came last, on average
-        half a frame interval old (up to a whole one: 33 ms at 30 fps) before
-        the model even starts. Waiting for a frame that is about to arrive
-        delays the start by as much, but the label then covers everything up
-        to the moment inference began, so what a viewer sees is never older.
-        A frame not due soon (a slow or stalled camera) is not waited for.
-        """
-        last, interval = source.latest_ts(), source.frame_interval()
-        if last is None or interval is None:
-            return
-        now = clock.now()
-        if now - last < _FRESH_ENOUGH * interval:
-            return
-        # Due one interval after the camera's last delivery (a webcam delivers
-        # frames it does not decode); allow some jitter before giving up on it.
-        wait = source.last_arrival() + interval * (1 + _FRAME_JITTER) - now
-        if 0 < wait <= _MAX_FRAME_WAIT_S:
-            source.request_frame()
-            source.wait_for_frame(last, wait)
 
     # ------------------------------------------------------------ figures
     def info(self) -> StreamInfo:

@@ -134,6 +134,12 @@ TERMINAL = frozenset({SourceState.STOPPED, SourceState.FAILED})
 
 _FPS_WINDOW_S = 5.0  # stats().fps is measured over this many seconds
 _PREVIEW_INTEREST_S = 2.0  # a snapshot() within this long makes grab-only readers keep frames for it
+# await_fresh_frame() waits for the camera's next frame unless the newest is
+# younger than this share of a frame interval...
+_FRESH_ENOUGH = 0.15
+# ...for at most one interval plus this share of jitter, and never longer than this.
+_FRAME_JITTER = 0.25
+_MAX_FRAME_WAIT_S = 0.05
 
 
 class _RateGate:
@@ -282,7 +288,7 @@ class Source:
         """The newest decoded frame (converted and resized now) if it is newer than ``newer_than``.
 
         The ring keeps only a few frames per second; a clip assembled just
-        before inference ends on this frame instead (see :meth:`wait_for_frame`
+        before inference ends on this frame instead (see :meth:`await_fresh_frame`
         for getting the next one), so a label is at most about one camera frame
         old when the model starts, not one ring interval.
         """
@@ -322,6 +328,30 @@ class Source:
 
         with self._new_frame:
             return self._new_frame.wait_for(arrived, timeout)
+
+    def await_fresh_frame(self) -> None:
+        """Wait for the camera's next frame when it is due within a few tens of ms.
+
+        Clip assembly calls this just before inference. Without it a clip ends
+        on whatever frame came last, on average half a frame interval old (up
+        to a whole one: 33 ms at 30 fps) before the model even starts. Waiting
+        for a frame that is about to arrive delays the start by as much, but
+        the label then covers everything up to the moment inference began, so
+        what a viewer sees is never older. A frame not due soon (a slow or
+        stalled camera) is not waited for.
+        """
+        last, interval = self.latest_ts(), self.frame_interval()
+        if last is None or interval is None:
+            return
+        now = clock.now()
+        if now - last < _FRESH_ENOUGH * interval:
+            return
+        # Due one interval after the camera's last delivery (a webcam delivers
+        # frames it does not decode); allow some jitter before giving up on it.
+        wait = self.last_arrival() + interval * (1 + _FRAME_JITTER) - now
+        if 0 < wait <= _MAX_FRAME_WAIT_S:
+            self.request_frame()
+            self.wait_for_frame(last, wait)
 
     def stats(self) -> SourceStats:
         """A consistent-enough copy of the counters (no lock: they are monotone ints)."""

@@ -1,4 +1,4 @@
-"""Clip assembly waits for the camera's next frame when it is about to arrive, and only then."""
+"""Source.await_fresh_frame: clip assembly waits for the camera's next frame when it is about to arrive, and only then."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from stream import clock, live
-from stream.live import LiveStream
+from stream import clock
 from stream.ring import FrameRing
+from stream.sources import base
 from stream.sources.base import Source
 
 
@@ -42,14 +42,14 @@ def _decode_later(camera: _Camera, delay: float) -> threading.Timer:
 
 def test_waits_for_a_frame_due_within_the_interval_and_takes_it(monkeypatch):
     # Slowed down 25x (a 1 fps camera, a 5 s cap) so a busy test machine cannot miss the window.
-    monkeypatch.setattr(live, "_MAX_FRAME_WAIT_S", 5.0)
+    monkeypatch.setattr(base, "_MAX_FRAME_WAIT_S", 5.0)
     camera = _Camera(interval=1.0)
     old = clock.now() - 0.5  # half an interval old: the next one is due in ~0.5 s
     camera.decode(old)
     timer = _decode_later(camera, 0.05)
     start = time.monotonic()
     try:
-        LiveStream._await_next_frame(camera)
+        camera.await_fresh_frame()
     finally:
         timer.join()
     # Had it not waited, it would have returned before the timer fired; it stopped waiting when the frame came.
@@ -61,7 +61,7 @@ def test_gives_up_on_a_late_frame_after_about_one_interval():
     camera = _Camera(interval=0.04)
     camera.decode(clock.now() - 0.02)
     start = time.monotonic()
-    LiveStream._await_next_frame(camera)  # nothing ever comes
+    camera.await_fresh_frame()  # nothing ever comes
     waited = time.monotonic() - start
     # Due at +20 ms, given up at +30 ms (25% jitter allowance); bounded by 50 ms by design.
     assert 0.015 <= waited < 0.3
@@ -73,18 +73,18 @@ def test_does_not_wait_for_a_slow_camera_or_a_fresh_frame():
     fresh = _Camera(interval=0.04)
     fresh.decode(clock.now())  # just arrived
     start = time.monotonic()
-    LiveStream._await_next_frame(slow)
-    LiveStream._await_next_frame(fresh)
+    slow.await_fresh_frame()
+    fresh.await_fresh_frame()
     assert time.monotonic() - start < 0.3
 
 
 def test_no_frames_yet_or_unknown_rate_means_no_wait():
     camera = _Camera(interval=0.04)
     start = time.monotonic()
-    LiveStream._await_next_frame(camera)  # no frame yet
+    camera.await_fresh_frame()  # no frame yet
     unknown = _Camera(interval=None)  # type: ignore[arg-type]
     unknown.decode(clock.now() - 0.02)
-    LiveStream._await_next_frame(unknown)
+    unknown.await_fresh_frame()
     assert time.monotonic() - start < 0.3
 
 
