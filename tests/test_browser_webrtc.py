@@ -1,9 +1,11 @@
 """Browser end to end for "Use my camera": Chromium's fake camera streams to the real server over WebRTC.
 
 The WebRTC test runs only inside the private network namespace that
-scripts/test.sh makes (loopback plus a veth pair holding 192.0.2.1): aiortc
-leaves 127.0.0.1 out of its host candidates, so the peers meet on 192.0.2.1,
-and no packet can leave the namespace. The camera-error tests open no peer
+scripts/test.sh makes, where loopback is the only interface. The peers meet on
+127.0.0.1: the server offers only that host candidate (server.ice_host_addresses)
+and Chromium is allowed loopback candidates (--allow-loopback-in-peer-connection);
+the namespace also keeps any other candidate Chromium gathers, or an mDNS query,
+from reaching a real network. The camera-error tests open no peer
 connection and run anywhere. Screenshot: test-artifacts/browser-webrtc.png.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -34,11 +35,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 sync_api = require_browser()
 
-PRIVATE_ADDRESS = "192.0.2.1"
 CONFIG = {
     "window": {"span_s": 2, "stride_s": 0.25},
     "labels": {"enter": 0.05, "smoothing": 0},
-    "server": {"max_webrtc_streams": 1},  # so a second camera shows the server's refusal
+    # One camera, so a second shows the server's refusal; peers meet on loopback only.
+    "server": {"max_webrtc_streams": 1, "ice_host_addresses": ["127.0.0.1"]},
 }
 ENV = {"PYTHONFAULTHANDLER": "1"}
 LOCAL_CARD = '.card[data-local="camera"]'
@@ -48,13 +49,6 @@ def private_network_problem() -> str | None:
     """Why WebRTC must not run here, or None inside scripts/test.sh's private namespace."""
     if os.environ.get("STREAM_TEST_NETNS") != "1":
         return "WebRTC browser test runs only in the private network namespace (bash scripts/test.sh sets STREAM_TEST_NETNS=1)"
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.bind((PRIVATE_ADDRESS, 0))
-    except OSError as exc:
-        return f"{PRIVATE_ADDRESS} is not a local address in this namespace ({exc}); scripts/test.sh makes the veth pair"
-    finally:
-        probe.close()
     return None
 
 
@@ -89,6 +83,7 @@ def browser(tmp_path_factory):
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={clip}",
+        "--allow-loopback-in-peer-connection",  # the server offers only 127.0.0.1
     ]
     with sync_api.sync_playwright() as playwright:
         chromium = launch_chromium(playwright, media_args)
