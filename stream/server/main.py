@@ -32,7 +32,7 @@ __all__ = ["ServerRunner", "bind_socket", "build_parser", "main", "parse_source"
 log = logging.getLogger("stream.server")
 
 EXIT_USAGE = 2
-_NAME_PREFIX = re.compile(r"^(?P<id>[A-Za-z0-9_.-]{1,64})=(?P<url>.+)$")
+_NAME_PREFIX = re.compile(r"(?P<id>[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})=(?P<url>.+)", re.DOTALL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_source(text: str) -> dict[str, Any]:
     """``cam=rtsp://...`` -> {"id": "cam", "url": ...}; ``0`` -> {"url": 0}. URLs keep their own '='."""
-    match = _NAME_PREFIX.match(text)
+    match = _NAME_PREFIX.fullmatch(text)
     source: dict[str, Any] = {}
     if match and "://" not in match.group("id"):
         source["id"], text = match.group("id"), match.group("url")

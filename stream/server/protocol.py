@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from stream.clock import to_wall
 from stream.config import Config, LabelConfig
 from stream.hub import Filter, HubMessage, MessageKind
+from stream.ids import STREAM_ID_PATTERN, STREAM_ID_RULE, is_valid_stream_id
 from stream.live import StreamInfo
 from stream.sources import scrub
 from stream.types import LabelEvent, Prediction, StreamStatus
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+STREAM_ID_RE = re.compile(STREAM_ID_PATTERN)  # for the OpenAPI schema; code checks with is_valid_stream_id
 MAX_FILTER_ITEMS = 1000  # streams or labels in one filter: bounds the work per published message
 
 # Client-facing kind names <-> hub kinds. "event" is accepted as well as "events" (an easy slip).
@@ -190,8 +191,8 @@ def parse_add_stream(body: bytes | str) -> AddStream:
     if isinstance(url, str) and len(url) > 4096:
         raise ProtocolError("bad_request", "'url' is longer than 4096 characters")
     stream_id = data.get("id")
-    if stream_id is not None and (not isinstance(stream_id, str) or not STREAM_ID_RE.match(stream_id)):
-        raise ProtocolError("bad_request", "'id' must be 1-64 letters, digits, '_', '-' or '.'")
+    if stream_id is not None and not is_valid_stream_id(stream_id):
+        raise ProtocolError("bad_request", f"'id' must be {STREAM_ID_RULE}")
     max_fps = data.get("max_fps")
     if max_fps is not None:
         if isinstance(max_fps, bool) or not isinstance(max_fps, (int, float)) or not (0 < max_fps <= 240):
@@ -224,8 +225,8 @@ def parse_webrtc_offer(body: bytes | str) -> WebRtcOffer:
     if kind != "offer":
         raise ProtocolError("bad_offer", f"'type' must be 'offer', got {kind!r}")
     stream_id = data.get("id")
-    if stream_id is not None and (not isinstance(stream_id, str) or not STREAM_ID_RE.match(stream_id)):
-        raise ProtocolError("bad_offer", "'id' must be 1-64 letters, digits, '_', '-' or '.'")
+    if stream_id is not None and not is_valid_stream_id(stream_id):
+        raise ProtocolError("bad_offer", f"'id' must be {STREAM_ID_RULE}")
     return WebRtcOffer(sdp=sdp, type=kind, id=stream_id)
 
 
