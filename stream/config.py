@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stream.ids import STREAM_ID_PATTERN
 
 __all__ = [
     "Config",
@@ -23,6 +25,7 @@ __all__ = [
     "SchedulerConfig",
     "SourceConfig",
     "ServerConfig",
+    "IngestConfig",
     "load_config",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_SPAN_S",
@@ -102,7 +105,7 @@ class SchedulerConfig(_Strict):
 
 class SourceConfig(_Strict):
     url: str | int = Field(..., description="Webcam index or /dev/videoN, rtsp/rtsps/rtmp/http(s) URL, or a video file.")
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Stream id; default derived from url.")
+    id: str | None = Field(None, pattern=STREAM_ID_PATTERN, description="Stream id; default derived from url.")
     max_fps: float | None = Field(None, gt=0, le=240, description="Decimate frames at ingest to at most this rate.")
     loop: bool = Field(True, description="Files played as cameras start again at the end.")
     labels: LabelConfig | None = Field(None, description="Per-stream label event settings.")
@@ -122,6 +125,33 @@ class ServerConfig(_Strict):
         default_factory=list,
         description="Offer only these local addresses as WebRTC host candidates; empty = every interface.",
     )
+    webrtc_connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A browser camera that sends no video this long after its offer is closed and its slot freed.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A client must finish sending a request's headers within this many seconds."
+    )
+    max_connections: int = Field(
+        512, ge=8, le=100000, description="Most HTTP and websocket connections at once; more are answered 503."
+    )
+    max_preview_viewers: int = Field(
+        16, ge=1, le=1000, description="Most MJPEG preview connections at once (all streams together)."
+    )
+    api_docs: bool = Field(
+        False, description="Serve the interactive API docs at /docs and /redoc (under the token, like the API)."
+    )
+
+
+class IngestConfig(_Strict):
+    max_pixels: int = Field(
+        3840 * 2160,
+        ge=64 * 64,
+        le=7680 * 4320 * 4,
+        description="Largest video frame (width x height) a source may decode; larger video is refused with the reason.",
+    )
 
 
 class Config(_Strict):
@@ -132,6 +162,17 @@ class Config(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @model_validator(mode="after")
+    def _sources_fit(self) -> "Config":
+        # server.max_streams bounds what the server runs, not only what the API adds.
+        if len(self.sources) > self.server.max_streams:
+            raise ValueError(
+                f"{len(self.sources)} sources are configured but server.max_streams is {self.server.max_streams}; "
+                "raise server.max_streams or remove sources"
+            )
+        return self
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -143,6 +184,9 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{path}: required key is missing"
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ")
+    if not err["loc"]:
+        # A rule across keys (the input is the whole config, which may hold passwords).
+        return msg
     return f"{path}: got {err.get('input')!r} ({msg})"
 
 

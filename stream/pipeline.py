@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from stream import clock
 from stream.config import Config, LabelConfig
 from stream.hub import Hub
+from stream.ids import STREAM_ID_RULE, is_valid_stream_id
 from stream.labels import LabelTracker
 from stream.live import LiveStream, StreamInfo
 from stream.model.recognizer import Recognizer
@@ -29,8 +30,6 @@ __all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[FrameSink, SizeFor, StatusCallback], Source]
-
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class StreamExists(ValueError):
@@ -147,8 +146,8 @@ class Pipeline:
     def _claim_id(self, stream_id: str | None, url: str | int) -> str:
         if stream_id is None:
             return self._new_id(url)
-        if not _ID_RE.match(stream_id):
-            raise ValueError(f"stream id {stream_id!r} is not valid: use 1-64 letters, digits, '_', '-' or '.'")
+        if not is_valid_stream_id(stream_id):
+            raise ValueError(f"stream id {stream_id!r} is not valid: use {STREAM_ID_RULE}")
         if stream_id in self._streams:
             raise StreamExists(f"a stream with id {stream_id!r} already exists; remove it first or pick another id")
         return stream_id
@@ -174,7 +173,14 @@ class Pipeline:
             kind, shown = describe_source(url)
             stream = self._make_stream(sid, shown, kind, max_fps, labels)
             self._streams[sid] = stream
-        options = SourceOptions(**{**_options_dict(self.source_options), "max_fps": max_fps, "loop": loop})
+        options = SourceOptions(
+            **{
+                **_options_dict(self.source_options),
+                "max_fps": max_fps,
+                "loop": loop,
+                "max_pixels": self.source_options.max_pixels or self.config.ingest.max_pixels,
+            }
+        )
         try:
             source = open_source(sid, url, stream.ring, self.recognizer.ingest_hw, stream.on_status, options)
         except InvalidSource as exc:

@@ -69,8 +69,10 @@ class WebRtcGateway:
         ice_servers: list[str] | None = None,
         max_streams: int = 4,
         watchdog_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
     ) -> None:
         self.pipeline = pipeline
+        self.connect_timeout_s = connect_timeout_s
         self.ice_servers = list(ice_servers or [])
         self.max_streams = max_streams
         self.options = SourceOptions(watchdog_s=watchdog_s)

@@ -193,7 +193,12 @@ def create_app(
         metrics=Metrics(pipeline),
         closing=sessions.closing,
         add_lock=asyncio.Lock(),
-        webrtc=WebRtcGateway(pipeline, ice_servers=server.ice_servers, max_streams=server.max_webrtc_streams),
+        webrtc=WebRtcGateway(
+            pipeline,
+            ice_servers=server.ice_servers,
+            max_streams=server.max_webrtc_streams,
+            connect_timeout_s=server.webrtc_connect_timeout_s,
+        ),
     )
     app = FastAPI(
         title="stream-actions",

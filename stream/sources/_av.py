@@ -93,6 +93,7 @@ def open_video(
     options: dict[str, str] | None = None,
     timeout: tuple[float, float] | None = None,
     low_delay: bool = False,
+    max_pixels: int | None = None,
 ) -> tuple[Any, Any]:
     """Open ``url`` and return ``(container, video_stream)``, or raise Fatal/TransientSourceError.
 

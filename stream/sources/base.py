@@ -85,6 +85,7 @@ class SourceOptions:
     read_timeout_s: float = 5.0  # one blocking read
     max_fps: float | None = None  # admit at most this many frames per second into the sink
     loop: bool = True  # files: start again at the end instead of stopping
+    max_pixels: int | None = None  # largest frame (width x height) this source may decode; None = no limit
 
     def __post_init__(self) -> None:
         for name in ("watchdog_s", "backoff_initial_s", "backoff_max_s", "open_timeout_s", "read_timeout_s"):
@@ -95,6 +96,8 @@ class SourceOptions:
             raise ValueError(
                 f"SourceOptions.backoff_max_s ({self.backoff_max_s}) must be >= backoff_initial_s ({self.backoff_initial_s})"
             )
+        if self.max_pixels is not None and not self.max_pixels > 0:
+            raise ValueError(f"SourceOptions.max_pixels must be > 0 or None, got {self.max_pixels!r}")
         if self.max_fps is not None and not self.max_fps > 0:
             raise ValueError(f"SourceOptions.max_fps must be > 0 or None, got {self.max_fps!r}")
 

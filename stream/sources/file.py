@@ -60,7 +60,7 @@ class FileSource(ThreadedSource):
         self._open()
 
     def _open(self) -> None:
-        self._container, self._stream = open_video(self._path, self.display, network=False)
+        self._container, self._stream = open_video(self._path, self.display, network=False, max_pixels=self.options.max_pixels)
 
     def _frame_period(self) -> float:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(_DEFAULT_FPS)

@@ -95,6 +95,7 @@ class NetworkSource(ThreadedSource):
             options=ffmpeg_options(self._scheme, options),
             timeout=(options.open_timeout_s, read_s),
             low_delay=True,
+            max_pixels=options.max_pixels,
         )
         logger.info(
             "source %s: opened %s (%s %sx%s)",
