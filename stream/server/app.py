@@ -18,14 +18,17 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stream.config import Config
 from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.server import protocol
+from stream.server.methods import HeadMiddleware, allowed_methods, request_method
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from stream.server.openapi import docs_page, install_openapi
 from stream.server.preview import BOUNDARY, mjpeg_frames, snapshot_jpeg
 from stream.server.security import Security, is_local_source
 from stream.server.ws import Session, SessionLimits, Sessions
@@ -110,9 +113,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code
         if exc.status_code == 404 and message == "Not Found":
             message = f"nothing at {request.url.path}; the API is under /api (see docs/protocol.md)"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
-        return _error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route that matched the path (GET, not POST too).
+            allow = allowed_methods(request.app, request.scope)
+            message = f"{request_method(request.scope)} is not allowed on {request.url.path}; use {', '.join(allow)}"
+            headers = {**(headers or {}), "Allow": ", ".join(allow)}
+        return _error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -205,6 +212,12 @@ def create_app(
         summary="Live video action recognition: streams in, labels and label events out.",
         version="0.1.0",
         lifespan=_lifespan(rt),
+        # Our own /openapi.json, /docs and /redoc (in _add_web) sit behind the token and load nothing from CDNs.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        middleware=[Middleware(HeadMiddleware)],
     )
     app.state.runtime = rt
     _install_error_handlers(app)
@@ -213,6 +226,7 @@ def create_app(
     _add_webrtc_routes(app)
     _add_websocket(app)
     _add_web(app, web_dir)
+    install_openapi(app)
     return app
 
 
@@ -241,31 +255,8 @@ def _add_stream_routes(app: FastAPI) -> None:
         """Every stream with its state, figures, current top-k and open label events."""
         return {"streams": [protocol.stream_json(info) for info in rt.pipeline.streams()]}
 
-    @app.post(
-        "/api/streams",
-        status_code=201,
-        tags=["streams"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["url"],
-                            "properties": {
-                                "url": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-                                "id": {"type": "string", "pattern": protocol.STREAM_ID_RE.pattern},
-                                "max_fps": {"type": "number"},
-                                "loop": {"type": "boolean"},
-                                "labels": {"type": "object"},
-                            },
-                        }
-                    }
-                },
-            }
-        },
-    )
+    # Its body, statuses and their schemas are documented in stream/server/openapi.py.
+    @app.post("/api/streams", status_code=201, tags=["streams"])
     async def add_stream(request: Request, rt: Runtime = Depends(_authorized)) -> JSONResponse:
         """Add a stream by URL (or a device/file if the config allows local sources)."""
         req = protocol.parse_add_stream(await _read_body(request))
@@ -413,6 +404,31 @@ def _add_web(app: FastAPI, web_dir: Path | None) -> None:
             raise ApiError(404, "no_web_page", "the web page is not installed (web/index.html); the API is under /api")
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    _add_docs(app)
+
     if web_dir is not None:
         # check_dir=False: the page may be installed after the server starts; missing files are 404s.
         app.mount("/static", StaticFiles(directory=web_dir, check_dir=False), name="static")
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/openapi.json always, /docs and /redoc with server.api_docs; all under the token like the API."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json(request: Request, rt: Runtime = Depends(_authorized)) -> JSONResponse:
+        return JSONResponse(request.app.openapi())
+
+    if not _runtime_config(app).server.api_docs:
+        return  # no route: /docs and /redoc are plain 404s
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(rt: Runtime = Depends(_authorized)) -> HTMLResponse:
+        return HTMLResponse(docs_page("swagger", f"{app.title} API"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(rt: Runtime = Depends(_authorized)) -> HTMLResponse:
+        return HTMLResponse(docs_page("redoc", f"{app.title} API"), headers={"Cache-Control": "no-cache"})
+
+
+def _runtime_config(app: FastAPI) -> Config:
+    return app.state.runtime.config

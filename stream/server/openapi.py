@@ -1,0 +1,347 @@
+"""The OpenAPI schema, made to tell the truth about what the server sends and accepts.
+
+FastAPI generates a schema from the routes, but ours read their bodies
+themselves (to bound their size and to refuse unknown fields) and answer
+errors with one JSON body of their own, so the generated one is wrong in
+ways that mislead clients: it promises 422s that are never sent, omits the
+400/401/403/404/409/413/415/503 that are, declares ``/metrics`` JSON and
+lets request bodies carry any extra field. :func:`install_openapi` replaces
+``app.openapi`` with a function that post-processes the generated schema
+once: every documented operation gets exactly the statuses and bodies the
+server sends, from the tables below. ``tests/test_openapi.py`` checks the
+result against a running server with schemathesis.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from stream.ids import STREAM_ID_PATTERN
+
+__all__ = ["ERROR_SCHEMA", "build_schema", "docs_page", "install_openapi"]
+
+_REF = "#/components/schemas/"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Every error the server sends (docs/protocol.md lists the codes).",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "A stable slug, e.g. unknown_stream."},
+                "message": {"type": "string", "description": "What was wrong and what to do, in words."},
+            },
+        }
+    },
+}
+
+# Python's str.strip() (the server's "blank" test) also strips \x1c-\x1f, which JSON Schema's \s does not match.
+_NOT_BLANK = r"[^\s\x1c-\x1f]"
+
+_LABELS = {
+    "type": "object",
+    "description": "Per-stream label event settings (config `labels`); `exit` must not exceed `enter`.",
+    "additionalProperties": False,
+    "properties": {
+        "smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "enter": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "exit": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "update_interval_s": {"type": "number", "minimum": 0, "maximum": 3600},
+    },
+}
+
+_STREAM_ID = {"type": "string", "pattern": STREAM_ID_PATTERN}
+
+_ADD_STREAM = {
+    "type": "object",
+    "required": ["url"],
+    "additionalProperties": False,
+    "properties": {
+        "url": {
+            "description": "An rtsp, rtsps, rtmp, http or https URL; a webcam index or file only with "
+            "server.allow_local_sources.",
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": _NOT_BLANK},
+                {"type": "integer"},
+            ],
+        },
+        "id": {**_STREAM_ID, "description": "Default: derived from the URL."},
+        "max_fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 240},
+        "loop": {"type": "boolean", "description": "Files played as cameras start again at the end."},
+        "labels": {"$ref": _REF + "LabelSettings"},
+    },
+}
+
+_OFFER = {
+    "type": "object",
+    "required": ["sdp"],
+    "additionalProperties": False,
+    "properties": {
+        "sdp": {"type": "string", "minLength": 1, "pattern": _NOT_BLANK, "description": "pc.localDescription.sdp"},
+        "type": {"type": "string", "enum": ["offer"]},
+        "id": _STREAM_ID,
+    },
+}
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_TOP_K = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["label", "score"],
+        "properties": {"label": {"type": "string"}, "score": {"type": "number"}},
+    },
+}
+_EVENT = {
+    "type": "object",
+    "required": ["event", "id", "stream", "label", "score", "peak_score", "start", "end", "ts"],
+    "properties": {
+        "event": {"type": "string", "enum": ["start", "update", "end"]},
+        "id": {"type": "string"},
+        "stream": {"type": "string"},
+        "label": {"type": "string"},
+        "score": {"type": "number"},
+        "peak_score": {"type": "number"},
+        "start": _NUMBER_OR_NULL,
+        "end": _NUMBER_OR_NULL,
+        "ts": _NUMBER_OR_NULL,
+    },
+}
+_STREAM = {
+    "type": "object",
+    "required": ["id", "url", "kind", "state", "reason", "figures", "top_k", "open_events"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string", "description": "Credentials masked: rtsp://user:***@host/x"},
+        "kind": {"type": "string", "enum": ["network", "file", "webcam", "webrtc", "invalid"]},
+        "state": {"type": "string", "enum": ["connecting", "live", "reconnecting", "stopped", "failed"]},
+        "reason": {"type": "string"},
+        "figures": {"type": "object", "description": "Counters and timings (docs/protocol.md)."},
+        "top_k": _TOP_K,
+        "open_events": {"type": "array", "items": _EVENT},
+    },
+}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Error": ERROR_SCHEMA,
+    "LabelSettings": _LABELS,
+    "AddStream": _ADD_STREAM,
+    "WebRtcOffer": _OFFER,
+    "Stream": _STREAM,
+    "StreamList": {
+        "type": "object",
+        "required": ["streams"],
+        "properties": {"streams": {"type": "array", "items": {"$ref": _REF + "Stream"}}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "streams"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]}, "streams": {"type": "integer", "minimum": 0}},
+    },
+    "Model": {
+        "type": "object",
+        "required": ["name", "device", "dtype", "attention", "num_frames", "span_s", "stride_s", "top_k", "labels"],
+        "properties": {
+            "name": {"type": "string"},
+            "device": {"type": "string"},
+            "dtype": {"type": "string"},
+            "attention": {"type": "string"},
+            "num_frames": {"type": "integer"},
+            "span_s": {"type": "number"},
+            "stride_s": {"type": "number"},
+            "top_k": {"type": "integer"},
+            "labels": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "WebRtcConfig": {
+        "type": "object",
+        "required": ["ice_servers", "max_streams", "active"],
+        "properties": {
+            "ice_servers": {
+                "type": "array",
+                "items": {"type": "object", "required": ["urls"], "properties": {"urls": {"type": "string"}}},
+            },
+            "max_streams": {"type": "integer", "minimum": 0},
+            "active": {"type": "integer", "minimum": 0},
+        },
+    },
+    "WebRtcAnswer": {
+        "type": "object",
+        "required": ["sdp", "type", "stream"],
+        "properties": {
+            "sdp": {"type": "string"},
+            "type": {"type": "string", "enum": ["answer"]},
+            "stream": {"type": "string"},
+        },
+    },
+}
+
+_WHY = {
+    400: "Bad request: malformed JSON, a wrong or missing field, a source that can never work, or an HTTP request "
+    "the server could not parse.",
+    401: "A token is required (`WWW-Authenticate: Bearer`).",
+    403: "Refused: a non-localhost Host without a token (bad_host), a cross-site request (cross_site), or a file "
+    "or device while server.allow_local_sources is false.",
+    404: "Unknown stream, or no frame yet.",
+    409: "The id is taken, or a stream limit is reached.",
+    413: "The request body is over 64 KiB.",
+    415: "The body is not application/json.",
+    503: "The server is shutting down, or over its connection or preview limit.",
+}
+
+# Statuses every request can get, whatever the route: the connection cap answers 503 before routing.
+_ANY = (503,)
+# Routes behind the Host check and the token.
+_AUTH = (401, 403, *_ANY)
+# State-changing routes: the cross-site check (403) comes with them.
+_JSON_BODY = (400, 413, 415)
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF + ref}}}
+
+
+_LOCATION = {"Location": {"description": "/api/streams/<id>", "schema": {"type": "string"}}}
+_WWW_AUTH = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+
+# (method, path) -> (success status, success response, error statuses). Every documented operation is here.
+_OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] = {
+    ("get", "/healthz"): (200, {"description": "Alive.", "content": _json("Health")}, _ANY),
+    ("get", "/metrics"): (
+        200,
+        {
+            "description": "Prometheus text exposition format (version 0.0.4).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        _AUTH,
+    ),
+    ("get", "/api/model"): (200, {"description": "The model.", "content": _json("Model")}, _AUTH),
+    ("get", "/api/streams"): (200, {"description": "Every stream.", "content": _json("StreamList")}, _AUTH),
+    ("post", "/api/streams"): (
+        201,
+        {"description": "Added (a camera that is down is added too).", "content": _json("Stream"), "headers": _LOCATION},
+        (*_JSON_BODY, 409, *_AUTH),
+    ),
+    ("get", "/api/streams/{stream_id}"): (200, {"description": "The stream.", "content": _json("Stream")}, (404, *_AUTH)),
+    ("delete", "/api/streams/{stream_id}"): (204, {"description": "Removed; its open label events end."}, (404, *_AUTH)),
+    ("get", "/api/streams/{stream_id}/snapshot.jpg"): (
+        200,
+        {"description": "The newest frame.", "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        (404, *_AUTH),
+    ),
+    ("get", "/api/streams/{stream_id}/preview.mjpg"): (
+        200,
+        {
+            "description": "MJPEG: JPEG parts at up to 5 fps until the client goes away.",
+            "content": {"multipart/x-mixed-replace": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        (404, *_AUTH),
+    ),
+    ("get", "/api/webrtc/config"): (200, {"description": "ICE servers and caps.", "content": _json("WebRtcConfig")}, _AUTH),
+    ("post", "/api/webrtc/offer"): (
+        200,
+        {"description": "The answer; the camera is now a stream.", "content": _json("WebRtcAnswer")},
+        (*_JSON_BODY, 409, *_AUTH),
+    ),
+}
+
+_BODIES = {("post", "/api/streams"): "AddStream", ("post", "/api/webrtc/offer"): "WebRtcOffer"}
+
+
+def _responses(success: int, ok: dict[str, Any], errors: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {str(success): ok}
+    for status in sorted(set(errors)):
+        entry: dict[str, Any] = {"description": _WHY[status], "content": _json("Error")}
+        if status == 401:
+            entry["headers"] = _WWW_AUTH
+        out[str(status)] = entry
+    return out
+
+
+def _fix_parameters(op: dict[str, Any]) -> None:
+    for param in op.get("parameters", ()):
+        if param.get("in") == "path" and param.get("name") == "stream_id":
+            # Any non-empty segment reaches the route (unknown ids are 404s); an empty one is another path.
+            param["schema"] = {"type": "string", "minLength": 1, "title": "Stream Id"}
+
+
+def _fix_operation(method: str, path: str, op: dict[str, Any]) -> None:
+    key = (method, path)
+    if key not in _OPERATIONS:
+        raise RuntimeError(f"{method.upper()} {path} is not described in stream/server/openapi.py; add it to _OPERATIONS")
+    success, ok, errors = _OPERATIONS[key]
+    op["responses"] = _responses(success, copy.deepcopy(ok), errors)
+    _fix_parameters(op)
+    if key in _BODIES:
+        op["requestBody"] = {"required": True, "content": _json(_BODIES[key])}
+
+
+def build_schema(app: FastAPI) -> dict[str, Any]:
+    """The generated schema with our statuses, bodies and components; no 422 anywhere."""
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    for path, item in schema.get("paths", {}).items():
+        # HEAD works on every GET route (stream/server/methods.py); it goes undocumented, as HTTP implies it.
+        item.pop("head", None)
+        for method, op in item.items():
+            _fix_operation(method, path, op)
+    components = schema.setdefault("components", {})
+    # FastAPI's HTTPValidationError/ValidationError describe the 422 body we never send.
+    components["schemas"] = copy.deepcopy(COMPONENTS)
+    return schema
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app.openapi()`` (and so ``/openapi.json``) return :func:`build_schema`, built once."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_schema(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------ /docs and /redoc
+# The UIs come from web/vendor (see its README): a CDN would put third-party code on
+# this server's origin, and offline boxes cannot reach one. Start-up code is an external
+# script (web/docs/*.js) so that a script-src 'self' Content-Security-Policy allows it.
+_PAGES = {
+    "swagger": (
+        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">',
+        '<div id="swagger-ui"></div>',
+        ("/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/docs/swagger.js"),
+    ),
+    "redoc": (
+        "<style>body { margin: 0; padding: 0; }</style>",
+        '<div id="redoc"></div>',
+        ("/static/vendor/redoc/redoc.standalone.js", "/static/docs/redoc.js"),
+    ),
+}
+
+
+def docs_page(kind: str, title: str) -> str:
+    """The HTML of /docs (``"swagger"``) or /redoc (``"redoc"``); everything it loads is under /static."""
+    head, body, scripts = _PAGES[kind]
+    tags = "\n".join(f'<script src="{src}"></script>' for src in scripts)
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>{title}</title>\n<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">\n{head}\n'
+        f"</head>\n<body>\n{body}\n{tags}\n</body>\n</html>\n"
+    )

@@ -1,0 +1,291 @@
+"""The OpenAPI schema tells the truth, the docs sit under the token, HEAD and 405 behave, and schemathesis agrees."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from stream.config import LabelConfig, validate_config
+from stream.ids import STREAM_ID_PATTERN
+from stream.pipeline import Pipeline
+from stream.server.app import WEB_DIR, create_app
+from stream.sources import SourceOptions
+from tests.support.server import serving, test_config
+
+FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
+TOKEN = "docs-token-123"
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+@contextlib.asynccontextmanager
+async def api(recognizer, *, server=None, token=None, sources=()):
+    """An httpx client on a fresh app (ASGI, the app's real lifespan)."""
+    cfg = validate_config(test_config(sources, {"server": server or {}}))
+    app = create_app(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token)
+    app.state.runtime.security.set_address("127.0.0.1", 80)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            client.app = app
+            yield client
+
+
+def _operations(schema):
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            yield method, path, op
+
+
+async def _schema(recognizer) -> dict:
+    async with api(recognizer) as client:
+        resp = await client.get("/openapi.json")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+# --------------------------------------------------------------------- the schema itself
+async def test_no_422_and_one_error_body(recognizer):
+    """No operation documents 422 (never sent); every error status uses the shared Error component."""
+    schema = await _schema(recognizer)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"] and error["properties"]["error"]["required"] == ["code", "message"]
+    for method, path, op in _operations(schema):
+        assert "422" not in op["responses"], (method, path)
+        for status, resp in op["responses"].items():
+            if int(status) >= 400:
+                assert resp["content"] == {"application/json": {"schema": ERROR_REF}}, (method, path, status)
+
+
+async def test_statuses_per_route(recognizer):
+    """Each route documents the statuses the server can send for it (401/403 under the token, 404 on ids, 415 on bodies)."""
+    paths = (await _schema(recognizer))["paths"]
+    codes = lambda method, path: set(paths[path][method]["responses"])  # noqa: E731
+    assert codes("get", "/healthz") == {"200", "503"}
+    assert codes("get", "/api/streams") == {"200", "401", "403", "503"}
+    assert codes("post", "/api/streams") == {"201", "400", "401", "403", "409", "413", "415", "503"}
+    assert codes("post", "/api/webrtc/offer") == {"200", "400", "401", "403", "409", "413", "415", "503"}
+    for method, path in (("get", "/api/streams/{stream_id}"), ("delete", "/api/streams/{stream_id}")):
+        assert codes(method, path) == {"200" if method == "get" else "204", "401", "403", "404", "503"}
+    assert "Location" in paths["/api/streams"]["post"]["responses"]["201"]["headers"]
+    assert not any("head" in item for item in paths.values())
+
+
+async def test_metrics_is_text_plain(recognizer):
+    """/metrics is documented as text/plain (Prometheus), and the server sends text/plain."""
+    schema = await _schema(recognizer)
+    assert list(schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    async with api(recognizer) as client:
+        assert (await client.get("/metrics")).headers["content-type"].startswith("text/plain")
+
+
+async def test_request_bodies_refuse_unknown_fields(recognizer):
+    """Request bodies are application/json only, closed (additionalProperties false), with the real fields and bounds."""
+    schema = await _schema(recognizer)
+    comps = schema["components"]["schemas"]
+    for path, name in (("/api/streams", "AddStream"), ("/api/webrtc/offer", "WebRtcOffer")):
+        body = schema["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True
+        assert body["content"] == {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+    add, labels, offer = comps["AddStream"], comps["LabelSettings"], comps["WebRtcOffer"]
+    assert add["additionalProperties"] is False and labels["additionalProperties"] is False
+    assert offer["additionalProperties"] is False
+    assert set(add["properties"]) == {"url", "id", "max_fps", "loop", "labels"} and add["required"] == ["url"]
+    assert set(labels["properties"]) == set(LabelConfig.model_fields)
+    assert set(offer["properties"]) == {"sdp", "type", "id"} and offer["required"] == ["sdp"]
+    assert add["properties"]["id"]["pattern"] == offer["properties"]["id"]["pattern"] == STREAM_ID_PATTERN
+    assert add["properties"]["max_fps"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 240}
+    assert labels["properties"]["enter"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+    async with api(recognizer) as client:  # and the server does refuse what the schema does
+        resp = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/x", "colour": "red"})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_request"
+
+
+# --------------------------------------------------------------------- docs and the token
+async def test_openapi_json_needs_the_token(recognizer):
+    """/openapi.json answers 401 without the token, 200 with a Bearer header or ?token=."""
+    async with api(recognizer, token=TOKEN) as client:
+        resp = await client.get("/openapi.json")
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
+        assert resp.headers["www-authenticate"] == "Bearer"
+        assert (await client.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+        assert (await client.get(f"/openapi.json?token={TOKEN}")).json()["openapi"].startswith("3.")
+
+
+async def test_openapi_json_checks_the_host(recognizer):
+    """Without a token, /openapi.json is refused to a foreign Host (DNS rebinding), like the API."""
+    async with api(recognizer) as client:
+        resp = await client.get("/openapi.json", headers={"Host": "evil.example"})
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "bad_host"
+
+
+async def test_docs_off_by_default(recognizer):
+    """With server.api_docs false, /docs and /redoc are 404s with the JSON error body, token or not."""
+    async with api(recognizer, token=TOKEN) as client:
+        for path in ("/docs", "/redoc", f"/docs?token={TOKEN}"):
+            resp = await client.get(path)
+            assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found", path
+
+
+async def test_docs_under_the_token_and_self_hosted(recognizer):
+    """With server.api_docs true, /docs and /redoc need the token and load only files this server serves."""
+    async with api(recognizer, token=TOKEN, server={"api_docs": True}) as client:
+        for path in ("/docs", "/redoc"):
+            assert (await client.get(path)).status_code == 401, path
+            page = await client.get(f"{path}?token={TOKEN}")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
+            assert refs and all(ref.startswith("/static/") for ref in refs), refs
+            assert "//" not in page.text.replace("<!doctype", "")  # no scheme-relative or absolute URL anywhere
+            for ref in refs:  # every asset is there, and open like the rest of /static
+                asset = await client.get(ref)
+                assert asset.status_code == 200 and asset.content, ref
+                if ref.endswith(".js") and "/docs/" in ref:
+                    assert "http:" not in asset.text and "https:" not in asset.text, ref
+
+
+def test_vendored_ui_bundles_fetch_nothing_public():
+    """The vendored Swagger UI / ReDoc files are the ones the pages name, with their licences beside them."""
+    vendor = WEB_DIR / "vendor"
+    for name in ("swagger-ui/swagger-ui-bundle.js", "swagger-ui/swagger-ui.css", "redoc/redoc.standalone.js"):
+        assert (vendor / name).stat().st_size > 100_000, name
+    assert (vendor / "swagger-ui" / "LICENSE").is_file() and (vendor / "redoc" / "LICENSE").is_file()
+    css = (vendor / "swagger-ui" / "swagger-ui.css").read_text(encoding="utf-8")
+    assert not re.search(r"url\((?![\"']?data:)|@import", css), "the CSS would load something from elsewhere"
+
+
+# --------------------------------------------------------------------- methods
+async def test_405_lists_every_method(recognizer):
+    """A 405 names every method the path takes in Allow (GET, HEAD and POST on /api/streams), with the JSON body."""
+    async with api(recognizer) as client:
+        resp = await client.put("/api/streams", json={})
+        assert resp.status_code == 405 and resp.json()["error"]["code"] == "method_not_allowed"
+        assert resp.headers["allow"] == "GET, HEAD, POST"
+        resp = await client.post("/api/streams/x")
+        assert resp.status_code == 405 and resp.headers["allow"] == "DELETE, GET, HEAD"
+
+
+async def test_head_answers_like_get(recognizer):
+    """HEAD on GET routes is 200 with GET's headers and no body (not 405)."""
+    async with api(recognizer) as client:
+        for path in ("/healthz", "/api/streams", "/api/model", "/metrics", "/openapi.json"):
+            got, head = await client.get(path), await client.head(path)
+            assert head.status_code == got.status_code == 200, path
+            assert head.content == b"", path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            assert head.headers["content-length"] == got.headers["content-length"], path
+        assert (await client.head("/api/streams/nope")).status_code == 404
+
+
+async def test_head_on_the_mjpeg_preview_returns(recognizer, video):
+    """HEAD on a live stream's preview.mjpg ends after the headers instead of streaming forever."""
+    async with api(recognizer, sources=[{"url": str(video), "id": "cam"}]) as client:
+        head = await asyncio.wait_for(client.head("/api/streams/cam/preview.mjpg"), 30)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("multipart/x-mixed-replace")
+
+
+# --------------------------------------------------------------------- schemathesis against a real server
+CHECK_NAMES = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+
+
+def _on_loopback(case) -> None:
+    """Generated stream URLs may name any host: point them at 127.0.0.1:9 (nothing listens) before sending."""
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("url"), str) and "://" in body["url"]:
+        try:
+            parts = urlsplit(body["url"])
+        except ValueError:
+            return  # the server refuses it as well (400 invalid_source), having contacted nothing
+        user = parts.netloc.rpartition("@")[0]
+        body["url"] = urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:9" if user else "127.0.0.1:9"))
+
+
+CAMERA = {"url": "rtsp://user:secret@127.0.0.1:9/x", "id": "cam-1", "max_fps": 5, "labels": {"enter": 0.6, "exit": 0.3}}
+
+
+def _known_cases(schema, base_url: str, headers: dict[str, str], checks) -> list[str]:
+    """The answers random data rarely reaches: 201 + Location, a listed stream, 409, 415, 204, checked alike."""
+    add, streams = schema["/api/streams"]["POST"], "/api/streams/{stream_id}"
+    cam = {"stream_id": "cam-1"}
+    cases = [
+        (add.Case(body=CAMERA, media_type="application/json"), {}, 201),
+        (schema["/api/streams"]["GET"].Case(), {}, 200),
+        (schema[streams]["GET"].Case(path_parameters=cam), {}, 200),
+        (schema[streams + "/snapshot.jpg"]["GET"].Case(path_parameters=cam), {}, 404),  # no frame: camera is down
+        (add.Case(body=CAMERA, media_type="application/json"), {}, 409),
+        (add.Case(body=CAMERA, media_type="application/json"), {"Content-Type": "text/plain"}, 415),
+        (schema["/api/webrtc/offer"]["POST"].Case(body={"sdp": "v=0"}, media_type="application/json"), {}, 400),
+        (schema[streams]["DELETE"].Case(path_parameters=cam), {}, 204),
+    ]
+    failures = []
+    for case, extra, status in cases:
+        label = f"{case.operation.label} -> {status}"
+        try:
+            resp = case.call(base_url=base_url, headers={**headers, **extra}, timeout=30)
+            assert resp.status_code == status, f"got {resp.status_code}: {resp.text[:300]}"
+            case.validate_response(resp, checks=checks, headers={**headers, **extra})
+        except Exception as exc:  # noqa: BLE001 - every failure is reported together
+            failures.append(f"{label}: {exc}")
+    return failures
+
+
+def _fuzz(schema_dict: dict, base_url: str, headers: dict[str, str], examples: int) -> list[str]:
+    """Run schemathesis over every operation, positive and negative data; the failures, in words."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.generation import GenerationMode
+    from schemathesis.specs.openapi import checks as openapi_checks
+
+    checks = [not_a_server_error, *(getattr(openapi_checks, name) for name in CHECK_NAMES[1:])]
+    schema = schemathesis.openapi.from_dict(schema_dict)
+    failures = _known_cases(schema, base_url, headers, checks)
+    for result in schema.get_all_operations():
+        op = result.ok()
+        # Negative data exists only where the schema constrains something: the request bodies.
+        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if op.body else (GenerationMode.POSITIVE,)
+        for mode in modes:
+
+            # No shrinking (Phase.shrink): the first failure is reported as found, in bounded time.
+            @settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=op.as_strategy(generation_mode=mode))
+            def run(case) -> None:
+                _on_loopback(case)
+                case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
+
+            try:
+                run()
+            except Exception as exc:  # a failed check: collect it, go on with the next operation
+                failures.append(f"{op.label} ({mode.value}): {exc}")
+    return failures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
+async def test_schemathesis_conformance(recognizer, token):
+    """schemathesis finds no status, content type, header or body that disagrees with the schema, and no 5xx."""
+    cfg = validate_config(test_config((), {"server": {"allow_local_sources": False, "max_streams": 4}}))
+    async with serving(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token) as server:
+        schema = server.app.openapi()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        failures = await asyncio.to_thread(_fuzz, schema, server.url, headers, 10)
+    assert not failures, "\n\n".join(failures)
