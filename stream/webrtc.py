@@ -6,7 +6,9 @@ ICE servers are empty unless configured: nothing is contacted outside the
 network the user is on. Each peer connection becomes a normal pipeline
 stream (id, state, labels, events) through :class:`TrackSource`; when the
 peer goes away (closed, failed, or silent past the watchdog) the stream ends
-and everything is freed.
+and everything is freed. A peer whose video never arrives (ICE that never
+connects, a junk offer) is closed ``connect_timeout_s`` after its offer, so
+offers cannot hold stream slots.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from stream.pipeline import Pipeline, StreamExists
+from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.sources import SourceOptions
 from stream.sources.webrtc import TrackSource
 from stream.types import SourceState, StreamStatus
@@ -26,6 +28,7 @@ __all__ = ["WebRtcError", "WebRtcGateway", "Answer", "limit_host_addresses"]
 log = logging.getLogger(__name__)
 
 _MAX_SDP = 64 * 1024
+_SEND_AS_IS = "send the offer the browser's RTCPeerConnection made (pc.localDescription.sdp), unchanged"
 
 
 class WebRtcError(Exception):
@@ -59,6 +62,35 @@ def limit_host_addresses(addresses: list[str]) -> None:
     ]
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception in words: some of aiortc's have an empty ``str()`` (a bare assert)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _parse_offer(sdp: str):
+    """Parse the SDP before any peer exists, and refuse what aiortc would only trip over later."""
+    from aiortc.sdp import SessionDescription
+
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # the parser raises ValueError, AssertionError, IndexError ...
+        raise WebRtcError(400, "bad_offer", f"the offer's SDP could not be parsed ({_describe(exc)}); {_SEND_AS_IS}") from None
+    if not any(media.kind == "video" for media in parsed.media):
+        raise WebRtcError(400, "no_video", "the offer has no video track: add the camera track before creating the offer")
+    for media in parsed.media:
+        if media.kind not in ("audio", "video", "application"):
+            continue
+        if media.dtls is None or not media.dtls.fingerprints:
+            # Without DTLS the answer would be accepted and the peer fail later, inside aiortc's own task.
+            raise WebRtcError(
+                400, "bad_offer", f"the offer's {media.kind} section has no DTLS a=fingerprint and a=setup; {_SEND_AS_IS}"
+            )
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise WebRtcError(400, "bad_offer", f"the offer's {media.kind} section has no a=ice-ufrag and a=ice-pwd; {_SEND_AS_IS}")
+    return parsed
+
+
 class WebRtcGateway:
     """Turns offers into answers and peer connections into pipeline streams."""
 
@@ -77,7 +109,9 @@ class WebRtcGateway:
         self.max_streams = max_streams
         self.options = SourceOptions(watchdog_s=watchdog_s)
         self._peers: dict[str, object] = {}  # stream id -> RTCPeerConnection
-        self._closing: set[str] = set()
+        self._closing: dict[str, asyncio.Task] = {}  # stream id -> the one close in progress
+        self._deadlines: dict[str, asyncio.Task] = {}  # stream id -> its connect-timeout task
+        self._tasks: set[asyncio.Task] = set()  # every task this gateway started, until it ends
         self._lock = asyncio.Lock()
 
     @property
@@ -97,8 +131,7 @@ class WebRtcGateway:
             raise WebRtcError(400, "bad_offer", "the offer's 'sdp' must be a session description starting with 'v=0'")
         if len(sdp) > _MAX_SDP:
             raise WebRtcError(413, "offer_too_large", f"the offer is larger than {_MAX_SDP} bytes")
-        if "m=video" not in sdp:
-            raise WebRtcError(400, "no_video", "the offer has no video track: add the camera track before creating the offer")
+        _parse_offer(sdp)
         return sdp
 
     async def accept(self, sdp: object, kind: object = "offer", stream_id: str | None = None) -> Answer:
@@ -120,7 +153,7 @@ class WebRtcGateway:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError and others for bad SDP
             await self._forget(sid)
-            raise WebRtcError(400, "bad_offer", f"the offer could not be used: {exc}") from None
+            raise WebRtcError(400, "bad_offer", f"the offer could not be used ({_describe(exc)}); {_SEND_AS_IS}") from None
         track = next(
             (t.receiver.track for t in pc.getTransceivers() if t.kind == "video" and t.receiver.track is not None), None
         )
@@ -133,12 +166,16 @@ class WebRtcGateway:
             if pc.connectionState in ("failed", "closed"):
                 await self.close(sid, f"browser connection {pc.connectionState}")
 
+        live = asyncio.Event()  # set on the stream's first LIVE status: video arrived
+
         def factory(sink, size_for, on_status):
             def status_then_cleanup(status: StreamStatus) -> None:
                 on_status(status)
-                if status.state in (SourceState.STOPPED, SourceState.FAILED, SourceState.RECONNECTING):
+                if status.state is SourceState.LIVE:
+                    live.set()
+                elif status.state in (SourceState.STOPPED, SourceState.FAILED, SourceState.RECONNECTING):
                     # A browser does not come back on its own: a silent or closed peer ends the stream.
-                    asyncio.get_running_loop().create_task(self.close(sid, status.reason))
+                    self._spawn(self.close(sid, status.reason), f"webrtc-close:{sid}")
 
             return TrackSource(sid, track, sink, size_for, status_then_cleanup, self.options)
 
@@ -151,27 +188,75 @@ class WebRtcGateway:
             raise WebRtcError(409, "stream_exists", str(exc)) from None
         except Exception as exc:
             await self.close(sid, "answer failed")
-            raise WebRtcError(400, "bad_offer", f"could not answer the offer: {exc}") from None
-        log.info("webrtc stream %s connected (%d active)", sid, len(self._peers))
+            raise WebRtcError(400, "bad_offer", f"could not answer the offer ({_describe(exc)}); {_SEND_AS_IS}") from None
+        if sid in self._peers and not live.is_set():
+            self._deadlines[sid] = self._spawn(self._connect_deadline(sid, live), f"webrtc-deadline:{sid}")
+        log.info("webrtc stream %s answered (%d active)", sid, len(self._peers))
         return Answer(pc.localDescription.sdp, pc.localDescription.type, sid)
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        """Start a task this gateway keeps until it ends (close_all awaits them); its errors are logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webrtc task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _connect_deadline(self, sid: str, live: asyncio.Event) -> None:
+        """Close the peer if no video arrives within connect_timeout_s of its offer (ICE never connected)."""
+        try:
+            await asyncio.wait_for(live.wait(), self.connect_timeout_s)
+        except asyncio.TimeoutError:
+            if self._deadlines.get(sid) is asyncio.current_task():
+                del self._deadlines[sid]  # so the close below does not cancel this very task
+            reason = f"no video from the browser within {self.connect_timeout_s:g} s of its offer (ICE did not connect?)"
+            log.warning("webrtc stream %s: %s", sid, reason)
+            await self.close(sid, reason)
+        finally:
+            if self._deadlines.get(sid) is asyncio.current_task():
+                del self._deadlines[sid]
 
     async def _forget(self, sid: str) -> None:
         pc = self._peers.pop(sid, None)
         if pc is not None:
-            await pc.close()
+            try:
+                await pc.close()  # stops ICE and DTLS, so none of aiortc's tasks is left running
+            except Exception:
+                log.exception("webrtc stream %s: closing the peer connection failed", sid)
 
     async def close(self, sid: str, reason: str = "closed") -> None:
-        """End one browser stream: close the peer and remove the stream (idempotent)."""
-        if sid in self._closing or sid not in self._peers:
-            return
-        self._closing.add(sid)
+        """End one browser stream: close the peer and remove the stream (idempotent; callers share one close)."""
+        closing = self._closing.get(sid)
+        if closing is None:
+            if sid not in self._peers:
+                return
+            closing = self._closing[sid] = self._spawn(self._close_once(sid, reason), f"webrtc-close-once:{sid}")
+        # Shielded: a caller that is cancelled (a deadline, a shutdown) does not leave the peer half closed.
+        await asyncio.shield(closing)
+
+    async def _close_once(self, sid: str, reason: str) -> None:
         try:
+            deadline = self._deadlines.pop(sid, None)
+            if deadline is not None:
+                deadline.cancel()
             await self._forget(sid)
             if sid in self.pipeline:
-                await self.pipeline.remove_stream(sid, reason)
+                try:
+                    await self.pipeline.remove_stream(sid, reason)
+                except UnknownStream:
+                    pass  # removed meanwhile (DELETE /api/streams/{id})
             log.info("webrtc stream %s closed: %s", sid, reason)
         finally:
-            self._closing.discard(sid)
+            self._closing.pop(sid, None)
 
     async def close_all(self) -> None:
+        """At shutdown: close every peer, then wait for every task this gateway started."""
         await asyncio.gather(*(self.close(sid, "server shutting down") for sid in list(self._peers)))
+        for task in list(self._deadlines.values()):
+            task.cancel()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import gc
 import json
+import logging
+import re
 import time
 
 import av
@@ -143,6 +146,8 @@ async def test_cap_and_malformed_offers_are_refused(recognizer):
             with pytest.raises(WebRtcError) as err:
                 await gateway.accept(sdp, kind)
             assert err.value.status == 400 and err.value.code == code
+            # aiortc's parser fails with a bare AssertionError: the reason must still say something.
+            assert re.search(r"\w", err.value.message.rsplit(":", 1)[-1]), err.value.message
         assert gateway.active == 0 and len(pipe) == 0  # refused offers leave nothing behind
         pc, _ = await connect(gateway)
         try:
@@ -177,7 +182,8 @@ async def test_signalling_over_http_with_token_and_errors(recognizer):
             assert (await http.post("/api/webrtc/offer", json=offer)).status_code == 401
             bad = await http.post("/api/webrtc/offer", json={"sdp": "", "type": "offer"}, headers=auth)
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_offer"
-            assert (await http.post("/api/webrtc/offer", content=b"{nope", headers=auth)).status_code == 400
+            as_json = {**auth, "Content-Type": "application/json"}
+            assert (await http.post("/api/webrtc/offer", content=b"{nope", headers=as_json)).status_code == 400
             resp = await http.post("/api/webrtc/offer", json=offer, headers=auth)
             assert resp.status_code == 200, resp.text
             body = resp.json()
@@ -205,3 +211,105 @@ async def test_signalling_over_http_with_token_and_errors(recognizer):
                     break
                 await asyncio.sleep(0.2)
             assert (await http.get("/api/streams/laptop", headers=auth)).status_code == 404
+
+
+async def junk_offer():
+    """A real offer (video m-line, DTLS fingerprint) from a peer that never applies the answer, so ICE never runs."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SyntheticCamera())
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_junk_offers_are_freed_after_the_connect_timeout(recognizer, caplog):
+    """Offers whose ICE never connects fill max_webrtc_streams, then are closed and freed after connect_timeout_s."""
+    import httpx
+
+    from tests.support.server import serving
+
+    cfg = validate_config(
+        {
+            "window": {"span_s": 2.0, "stride_s": 0.25},
+            "server": {"max_webrtc_streams": 4, "webrtc_connect_timeout_s": 1, "ice_host_addresses": ["127.0.0.1"]},
+        }
+    )
+    caplog.set_level(logging.INFO)
+    peers = []
+    try:
+        async with serving(Pipeline(recognizer, cfg), cfg) as srv:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
+                for n in range(4):
+                    pc, sdp = await junk_offer()
+                    peers.append(pc)
+                    resp = await http.post("/api/webrtc/offer", json={"sdp": sdp, "type": "offer", "id": f"junk{n}"})
+                    assert resp.status_code == 200, resp.text
+                pc, sdp = await junk_offer()
+                peers.append(pc)
+                offer = {"sdp": sdp, "type": "offer", "id": "camera"}
+                full = await http.post("/api/webrtc/offer", json=offer)
+                assert full.status_code == 409 and full.json()["error"]["code"] == "webrtc_limit"
+                # The timeout is 1 s; a busy machine gets 30 s before this counts as "never freed".
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    active = (await http.get("/api/webrtc/config")).json()["active"]
+                    listed = (await http.get("/api/streams")).json()["streams"]
+                    if active == 0 and not listed:
+                        break
+                    await asyncio.sleep(0.2)
+                assert (active, listed) == (0, []), "junk offers still hold their slots"
+                resp = await http.post("/api/webrtc/offer", json=offer)
+                assert resp.status_code == 200, resp.text
+    finally:
+        for pc in peers:
+            await pc.close()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "no video from the browser within 1 s of its offer" in caplog.text
+    assert "never retrieved" not in caplog.text and "webrtc task" not in caplog.text
+
+
+async def test_offers_without_dtls_fingerprint_are_refused_before_any_peer_exists(recognizer):
+    """No a=fingerprint (session or media level): 400 bad_offer naming it; a session-level fingerprint is fine."""
+    async with Pipeline(recognizer, cfg()) as pipe:
+        gateway = WebRtcGateway(pipe, max_streams=2, connect_timeout_s=1)
+        pc, sdp = await junk_offer()
+        try:
+            fingerprints = "".join(re.findall(r"^a=fingerprint:.*\r\n", sdp, re.MULTILINE))
+            assert fingerprints
+            without = re.sub(r"^a=fingerprint:.*\r\n", "", sdp, flags=re.MULTILINE)
+            for bad in (without, re.sub(r"^a=setup:.*\r\n", "", sdp, flags=re.MULTILINE)):
+                with pytest.raises(WebRtcError) as err:
+                    await gateway.accept(bad, "offer")
+                assert (err.value.status, err.value.code) == (400, "bad_offer")
+                assert "a=fingerprint" in err.value.message
+                assert gateway.active == 0 and len(pipe) == 0
+            # Chromium may put the fingerprint once for the session instead of per m-line.
+            head, media = without.split("m=", 1)
+            session_level = head + fingerprints + "m=" + media
+            answer = await gateway.accept(session_level, "offer")
+            assert answer.stream_id in pipe
+        finally:
+            await pc.close()
+            await gateway.close_all()
+        assert gateway.active == 0 and len(pipe) == 0
+
+
+async def test_close_all_cancels_the_connect_timers(recognizer):
+    """Shutdown closes pending peers at once and leaves no connect-timeout task behind."""
+    async with Pipeline(recognizer, cfg()) as pipe:
+        gateway = WebRtcGateway(pipe, max_streams=3, connect_timeout_s=120)
+        peers = [await junk_offer() for _ in range(3)]
+        try:
+            for _, sdp in peers:
+                await gateway.accept(sdp, "offer")
+            assert gateway.active == 3 and len(pipe) == 3
+            assert sum(t.get_name().startswith("webrtc-deadline:") for t in asyncio.all_tasks()) == 3
+            await asyncio.wait_for(gateway.close_all(), 30)
+            assert gateway.active == 0 and len(pipe) == 0
+            left = [t for t in asyncio.all_tasks() if t.get_name().startswith("webrtc-") and not t.done()]
+            assert left == []
+        finally:
+            for pc, _ in peers:
+                await pc.close()
