@@ -51,8 +51,16 @@ def classify_av_error(exc: BaseException, display: str, *, network: bool, readin
         if reading:
             return TransientSourceError(f"no data from {display} for {timeout_s:g} s (camera frozen or network down)")
         return TransientSourceError(f"no answer from {display} within {timeout_s:g} s")
-    if isinstance(exc, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)):
+    if isinstance(exc, av.error.HTTPUnauthorizedError):
         return FatalSourceError(f"{display} refused the credentials ({what}): check the user name and password")
+    if isinstance(exc, av.error.HTTPForbiddenError):
+        # 403 is not about credentials: the server knows who asks and says no
+        # (a path it does not serve, an address it does not allow, or a
+        # stream pointed at a server that refuses its own clients).
+        return FatalSourceError(
+            f"{display} refused access (403 Forbidden): check that the URL is the camera's stream "
+            "and that this client may read it"
+        )
     if isinstance(exc, av.error.HTTPNotFoundError):
         return TransientSourceError(f"{display} has no such stream ({what}): check the path")
     if isinstance(exc, av.error.HTTPError):
