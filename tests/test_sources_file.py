@@ -195,3 +195,56 @@ async def test_previews_and_clip_assembly_convert_safely_beside_the_reader(clip:
     await source.stop()
     assert len(shapes) > 50 and set(shapes) == {(120, 160, 3)}
     assert len(sink.frames()) > 30
+
+
+# ------------------------------------------------- rotated and too-large files
+
+
+async def test_rotated_file_reaches_the_sink_upright(tmp_path) -> None:
+    """A file with a 90-degree display matrix: frames and snapshots are upright (white half at the bottom)."""
+    import av
+
+    from stream.sources._av import display_size
+    from tests.support.videos import make_halves_video
+
+    path = make_halves_video(tmp_path / "phone.mp4", width=64, height=32, fps=10, seconds=0.5, rotation=90)
+    sink = MemorySink(capacity=100)
+    source = FileSource("f", str(path), sink, half_size, options=replace(FAST, loop=False))
+    await source.start()
+    await wait_until(lambda: source.state is SourceState.STOPPED, 5, "end of file")
+    frames = sink.frames()
+    assert frames and all(f.image.shape == (32, 16, 3) for f in frames)
+    image = frames[0].image.astype(float)
+    assert image[-12:].mean() > 200 and image[:12].mean() < 50
+    snap = source.snapshot()
+    assert snap is not None and snap.shape == (32, 16, 3)
+    with av.open(str(path)) as container:
+        assert display_size(next(container.decode(video=0))) == (64, 32)
+
+
+async def test_file_over_max_pixels_fails_naming_the_setting(tmp_path) -> None:
+    """An H.264 file larger than max_pixels ends FAILED at once, naming its size and ingest.max_pixels."""
+    path = make_video(tmp_path / "big.mp4", width=320, height=240, seconds=0.3)
+    source = FileSource("f", str(path), MemorySink(), half_size, options=replace(FAST, max_pixels=200 * 150))
+    await _run_until_final(source)
+    assert source.state is SourceState.FAILED
+    assert "320x240" in source.reason and "ingest.max_pixels" in source.reason
+    assert source.stats().reconnects == 0
+    await source.stop()
+
+
+async def test_mjpeg_file_over_max_pixels_plays_at_reduced_size(tmp_path) -> None:
+    """An MJPEG file larger than max_pixels plays, decoded at half size, then resized by size_for as usual."""
+    path = make_video(tmp_path / "big.avi", width=320, height=240, fps=30, seconds=0.3, codec="mjpeg")
+    sink = MemorySink()
+    seen: list[tuple[int, int]] = []
+
+    def size_for(height: int, width: int) -> tuple[int, int]:
+        seen.append((height, width))
+        return half_size(height, width)
+
+    source = FileSource("f", str(path), sink, size_for, options=replace(FAST, loop=False, max_pixels=200 * 150))
+    await source.start()
+    await wait_until(lambda: source.state is SourceState.STOPPED, 5, "end of file")
+    assert len(sink.frames()) == 9
+    assert set(seen) == {(120, 160)} and sink.frames()[0].image.shape == (60, 80, 3)

@@ -1,4 +1,4 @@
-"""PyAV helpers shared by the network and file sources: open a video, name its errors."""
+"""PyAV helpers shared by the sources and ``predict``: open a video, bound its size, turn it upright, name its errors."""
 
 from __future__ import annotations
 
@@ -13,14 +13,65 @@ import numpy as np
 from stream.sources.errors import FatalSourceError, SourceError, TransientSourceError
 from stream.sources.urls import scrub
 
-__all__ = ["av_to_rgb", "close_quietly", "open_video", "classify_av_error"]
+__all__ = [
+    "av_to_rgb",
+    "close_quietly",
+    "open_video",
+    "classify_av_error",
+    "display_size",
+    "quarter_turns",
+    "LOWRES_CODECS",
+]
 
 logger = logging.getLogger(__name__)
 
+# FFmpeg decoders that can decode at 1/2, 1/4 or 1/8 size (their AVCodec
+# max_lowres is 3). Others (H.264, HEVC, VP8/9, AV1) silently ignore the
+# option, so a too-large video in those codecs is refused instead.
+LOWRES_CODECS = frozenset({"mjpeg", "mpeg4", "mpeg1video", "mpeg2video", "h263"})
+_MAX_LOWRES = 3
+
+# Above this many pixels per frame the decoder gets fewer threads: FFmpeg's
+# frame threading keeps one frame in flight per thread (see BENCHMARKS.md,
+# "Large frames", for what a 4K and an 8K stream cost).
+_BIG_FRAME_PIXELS = 3840 * 2160
+_BIG_FRAME_THREADS = 2
+
+
+def quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns (0-3) that the frame's display matrix asks for.
+
+    PyAV's ``frame.rotation`` is the display matrix's counter-clockwise angle
+    (a phone held upright records ``-90``); angles that are not a multiple of
+    90 are rounded to the nearest quarter turn. Mirroring in the matrix is
+    not applied (cameras and phones do not write it).
+    """
+    degrees = getattr(frame, "rotation", 0) or 0
+    return int(round(degrees / 90.0)) % 4
+
+
+def display_size(frame: Any) -> tuple[int, int]:
+    """``(height, width)`` of a decoded frame as it is meant to be shown (after its rotation)."""
+    if quarter_turns(frame) % 2:
+        return int(frame.width), int(frame.height)
+    return int(frame.height), int(frame.width)
+
 
 def av_to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """Full-size RGB uint8 (H, W, 3) of a decoded frame."""
-    return frame.to_ndarray(format="rgb24")
+    """RGB uint8 (H, W, 3) of a decoded frame, full size and upright (its display matrix applied).
+
+    No pre-scaling here, even for very large frames: the one resize to model
+    scale is stream.model.preprocess.resize_frame, which matches transformers'
+    reference; an swscale pre-scale would change the pixels the model sees.
+    Very large video is bounded at open instead (``max_pixels`` in open_video).
+    """
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = quarter_turns(frame)
+    if turns:
+        # np.rot90 turns counter-clockwise, like the display matrix; copy so
+        # the ring and the resize get a plain contiguous array.
+        rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+    return rgb
 
 
 def close_quietly(container: Any) -> None:
@@ -127,7 +178,58 @@ def open_video(
         stream.thread_type = "AUTO"
         if low_delay:
             codec.flags |= int(CodecFlags.low_delay)
+        if max_pixels is not None:
+            _bound_size(codec, display, max_pixels)
     except BaseException:
         close_quietly(container)
         raise
     return container, stream
+
+
+def _bound_size(codec: Any, display: str, max_pixels: int) -> None:
+    """Make the decoder's frames fit ``max_pixels``: reduced resolution where FFmpeg can, else refuse.
+
+    The size is the one avformat_find_stream_info learned at open (for the
+    inputs we take it decodes a frame when the container does not say).
+    """
+    width, height = int(codec.width or 0), int(codec.height or 0)
+    if width <= 0 or height <= 0:
+        logger.debug("size of %s unknown at open: ingest.max_pixels not checked", display)
+        return
+    lowres = 0
+    if width * height > max_pixels:
+        lowres = _lowres_for(codec.name, width, height, max_pixels)
+        if lowres == 0:
+            raise FatalSourceError(_too_large(display, codec.name, width, height, max_pixels))
+        codec.options = {**(codec.options or {}), "lowres": str(lowres)}
+        logger.info(
+            "%s is %dx%d, more than ingest.max_pixels (%d): decoding it at 1/%d size",
+            display, width, height, max_pixels, 1 << lowres,
+        )
+    if _reduced(width, lowres) * _reduced(height, lowres) > _BIG_FRAME_PIXELS:
+        # Each frame thread holds a frame of its own: bound what one stream
+        # can hold instead of taking FFmpeg's default (one per core, plus one).
+        codec.thread_count = _BIG_FRAME_THREADS
+
+
+def _reduced(size: int, lowres: int) -> int:
+    return -(-size // (1 << lowres))  # FFmpeg rounds up (AV_CEIL_RSHIFT)
+
+
+def _lowres_for(codec_name: str, width: int, height: int, max_pixels: int) -> int:
+    """The smallest lowres factor (1-3) that makes the frames fit, or 0 if none does or the codec has none."""
+    if codec_name not in LOWRES_CODECS:
+        return 0
+    for lowres in range(1, _MAX_LOWRES + 1):
+        if _reduced(width, lowres) * _reduced(height, lowres) <= max_pixels:
+            return lowres
+    return 0
+
+
+def _too_large(display: str, codec_name: str, width: int, height: int, max_pixels: int) -> str:
+    frame_mib = width * height * 3 / 2**20  # one RGB copy; the decoder holds several YUV frames
+    return (
+        f"{display} is {width}x{height} ({width * height / 1e6:.3g} MP, {frame_mib:.3g} MiB per RGB frame), "
+        f"more than ingest.max_pixels = {max_pixels} ({max_pixels / 1e6:.3g} MP), and {codec_name} cannot be "
+        "decoded at reduced size: send a smaller stream (the camera's sub-stream) or raise ingest.max_pixels"
+    )

@@ -24,6 +24,8 @@ __all__ = [
     "make_garbage_file",
     "make_audio_only",
     "frame_index_of",
+    "damage_file",
+    "make_halves_video",
 ]
 
 # Codecs tests may ask for, with the pixel format each one needs.
@@ -148,4 +150,51 @@ def make_audio_only(path: str | Path, *, seconds: float = 1.0, rate: int = 44100
             t0 += samples
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def damage_file(path: str | Path, fraction: float = 0.10, seed: int = 0) -> Path:
+    """Overwrite ``fraction`` of the file's bytes, in the middle, with random bytes (in place)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    count = int(len(data) * fraction)
+    start = (len(data) - count) // 2
+    data[start : start + count] = np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_halves_video(
+    path: str | Path,
+    *,
+    width: int = 64,
+    height: int = 32,
+    fps: int = 10,
+    seconds: float = 1.0,
+    rotation: int = 0,
+    codec: str = "libx264",
+    white: str = "left",
+) -> Path:
+    """Frames whose ``white`` half (left, top or bottom) is white and the rest black, with ``rotation`` in the display matrix.
+
+    ``rotation`` is counter-clockwise degrees, as PyAV's ``VideoFrame.rotation``
+    reads it back (a phone held upright writes -90). Turned upright, a 90
+    degree video has its white half at the bottom, -90 at the top.
+    """
+    path = Path(path)
+    codec = _ALIASES.get(codec, codec)
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    halves = {"left": np.s_[:, : width // 2], "top": np.s_[: height // 2], "bottom": np.s_[height // 2 :]}
+    if white not in halves:
+        raise ValueError(f"make_halves_video: white must be one of {', '.join(halves)}, not {white!r}")
+    image[halves[white]] = 255
+    rate = Fraction(fps)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, CODECS.get(codec, "yuv420p")
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        encode_frames(container, stream, (image for _ in range(max(1, int(round(seconds * fps))))), rate)
     return path
