@@ -1,13 +1,78 @@
-"""The PyAV sources on hostile media: too large for ingest.max_pixels; the 403 wording."""
+"""`predict` and the file source on hostile media: damaged, rotated, a FIFO, too large; the 403 wording."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import av.error
 import pytest
 
+from stream.cli import main
 from stream.sources._av import classify_av_error, open_video
 from stream.sources.errors import FatalSourceError
-from tests.support.videos import make_video
+from tests.support.videos import damage_file, make_halves_video, make_video
+
+
+def test_predict_on_damaged_video_reports_substitutions(tmp_path, tiny_model_dir):
+    """A real predict process on a damaged MP4: exit 0, the JSON counts the stand-ins, stderr names the share."""
+    video = damage_file(make_video(tmp_path / "damaged.mp4", fps=30, seconds=5))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream", "predict", str(video), "--model", tiny_model_dir, "--json", "--span-s", "2.8"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    sampled, substituted = data["frames_sampled"], data["frames_substituted"]
+    # Before decoding went past damage, 14 of these 24 frames were copies of the last good one.
+    assert sampled == 24 and 0 < substituted < 6
+    share = f"{substituted} of {sampled} sampled frames ({100 * substituted / sampled:.0f}%)"
+    warnings = [line for line in proc.stderr.splitlines() if share in line]
+    assert len(warnings) == 1 and "nearest decoded neighbour" in warnings[0]
+
+
+def test_predict_json_counts_zero_for_clean_video(tmp_path, tiny_model_dir, capsys):
+    """A clean video's JSON says every sampled frame was decoded (frames_substituted 0)."""
+    video = make_video(tmp_path / "clean.mp4", fps=10, seconds=2)
+    assert main(["predict", str(video), "--model", tiny_model_dir, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["frames_sampled"] > 0 and data["frames_substituted"] == 0
+
+
+def _scores(capsys) -> tuple[dict, dict[str, float]]:
+    data = json.loads(capsys.readouterr().out)
+    return data, {d["label"]: d["score"] for d in data["top_k"]}
+
+
+def test_predict_classifies_rotated_video_upright(tmp_path, tiny_model_dir, capsys):
+    """A 90-degree phone-style video gets the scores of the same picture recorded upright, and its upright size."""
+    rotated = make_halves_video(tmp_path / "rotated.mp4", width=64, height=32, seconds=1, rotation=90)
+    upright = make_halves_video(tmp_path / "upright.mp4", width=32, height=64, seconds=1, white="bottom")
+    wrong_way = make_halves_video(tmp_path / "wrong.mp4", width=32, height=64, seconds=1, white="top")
+    args = ["--model", tiny_model_dir, "--json", "--top-k", "5"]
+    scores = {}
+    for name, video in (("rotated", rotated), ("upright", upright), ("wrong_way", wrong_way)):
+        assert main(["predict", str(video), *args]) == 0
+        data, scores[name] = _scores(capsys)
+        if name == "rotated":
+            assert (data["width"], data["height"]) == (32, 64)
+    assert scores["rotated"].keys() == scores["upright"].keys()
+    assert all(scores["rotated"][k] == pytest.approx(scores["upright"][k], abs=2e-3) for k in scores["upright"])
+    # The model tells the two directions apart, so the match above says the turn was the right one.
+    common = scores["upright"].keys() & scores["wrong_way"].keys()
+    assert max(abs(scores["upright"][k] - scores["wrong_way"][k]) for k in common) > 5e-3
+
+
+def test_predict_on_fifo_says_it_is_a_pipe(tmp_path, tiny_model_dir, capsys):
+    """predict on a named pipe: exit 2, one line saying it is a FIFO and what to do (not 'an empty file')."""
+    fifo = tmp_path / "camera.mp4"
+    os.mkfifo(fifo)
+    assert main(["predict", str(fifo), "--model", tiny_model_dir]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "named pipe (FIFO)" in err[0] and "empty" not in err[0]
+    assert "to a file" in err[0]
 
 
 # ------------------------------------------------------------ too large
