@@ -85,3 +85,21 @@ def test_cuda_section_code_runs_as_a_dry_run_on_the_cpu(tmp_path):
         assert metrics["agreement"][variant]["cosine_min"] >= 0.99, variant
     assert metrics["agreement"]["sdpa fp32"]["max_abs_diff"] <= 1e-4
     assert "dry run" in metrics["device"]
+
+
+@pytest.mark.timeout(120)
+def test_http_section_runs_and_reports_both_sockets(tmp_path):
+    """The HTTP section serves the real app on a TCP_NODELAY and a Nagle socket and reports finite latencies for both."""
+    from stream.bench import http
+    from stream.bench.common import Section
+    from stream.bench.context import BenchContext, BenchOptions
+
+    ctx = BenchContext(BenchOptions(quick=True, runs=1, clips=2), tmp_path)
+    section = Section("http", "dry run")
+    http.run(ctx, section)
+    assert section.skipped is None and len(section.rows) == 2
+    metrics = section.metrics
+    assert metrics["requests"] == 20
+    for variant in ("nodelay_ms", "nagle_ms"):
+        assert 0 < metrics[variant]["median"] <= metrics[variant]["p99"] < 10_000, (variant, metrics[variant])
+    assert math.isfinite(metrics["ratio"]) and metrics["ratio"] > 0

@@ -38,6 +38,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "e2e": ("4. end to end: label age with 1 and 4 camera streams", "e2e"),
     "memory": ("5. memory", "memory"),
     "cuda": ("6. CUDA", "cuda"),
+    "http": ("7. HTTP: keep-alive request latency, TCP_NODELAY vs Nagle", "http"),
 }
 
 
