@@ -12,6 +12,7 @@ import av.error
 from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
 from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback, ThreadedSource
 from stream.sources.errors import FatalSourceError, InvalidSource
+from stream.sources.pipes import PipeReader, needs_pipe_reader
 from stream.sources.urls import SourceKind, classify
 from stream.types import SourceState
 
@@ -54,13 +55,25 @@ class FileSource(ThreadedSource):
         self._path = str(spec.target)
         self._container: Any = None
         self._stream: Any = None
+        self._pipe: PipeReader | None = None
         self._passes = 0
 
     def _connect(self) -> None:
         self._open()
 
     def _open(self) -> None:
-        self._container, self._stream = open_video(self._path, self.display, network=False, max_pixels=self.options.max_pixels)
+        target: Any = self._path
+        if needs_pipe_reader(self._path):
+            # A FIFO (or device) blocks FFmpeg's own open and reads beyond any
+            # timeout or stop; read it through a reader whose waits are bounded.
+            self._pipe = target = PipeReader(
+                self._path,
+                self.display,
+                self._stop_event,
+                open_timeout_s=self.options.open_timeout_s,
+                read_timeout_s=self.options.read_timeout_s,
+            )
+        self._container, self._stream = open_video(target, self.display, network=False, max_pixels=self.options.max_pixels)
 
     def _frame_period(self) -> float:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(_DEFAULT_FPS)
@@ -106,8 +119,7 @@ class FileSource(ThreadedSource):
             base = last_ts + period
             # Reopen rather than seek: seeking back is unreliable in some
             # containers (raw streams, some AVI/MJPEG), opening a local file is cheap.
-            close_quietly(self._container)
-            self._container = self._stream = None
+            self._close()
             self._open()
 
     def _frames(self) -> Iterator[Any]:
@@ -128,5 +140,11 @@ class FileSource(ThreadedSource):
         return True
 
     def _disconnect(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         container, self._container, self._stream = self._container, None, None
         close_quietly(container)
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close()
