@@ -122,12 +122,13 @@ class LiveStream:
             return
         self._stopped = True
         self._scheduler.unregister(self.id)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except asyncio.CancelledError:
-                pass
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+            # Not `await ticker`: its CancelledError would carry a traceback
+            # through _tick's frame (and so this stream), and the caller's own
+            # cancellation must not be swallowed with it.
+            await asyncio.wait([ticker])
         if self.source is not None:
             await self.source.stop()
         self._publish_events(self.tracker.close(clock.now()))

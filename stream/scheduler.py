@@ -67,6 +67,9 @@ class InferenceScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Resolved on the loop when the thread returns: stop() awaits it rather
+        # than joining in a default-executor thread (which previews share).
+        self._exited: asyncio.Future[None] | None = None
         self._batches = self._clips = self._dropped = self._errors = 0
         self._last_batch_size = 0
         self._last_inference_s = 0.0
@@ -81,6 +84,7 @@ class InferenceScheduler:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._exited = self._loop.create_future()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
@@ -92,7 +96,10 @@ class InferenceScheduler:
                 slot.pending = None
             self._cond.notify_all()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+            # A batch in flight finishes first: inference cannot be interrupted.
+            if self._exited is not None:
+                await asyncio.shield(self._exited)
+            self._thread.join()  # it has returned from _run: immediate
             self._thread = None
 
     async def __aenter__(self) -> "InferenceScheduler":
@@ -167,50 +174,81 @@ class InferenceScheduler:
 
     def _run(self) -> None:
         set_threads_here(self._torch_threads)
-        while not self._stop.is_set():
-            batch = self._take_batch()
-            if not batch:
-                continue
-            windows: list[Window] = []
-            for sid, take in batch:
+        try:
+            while not self._stop.is_set():
+                # One call per batch: its locals (the offers, which are bound
+                # methods of their streams, the clips, the results) die when it
+                # returns. Kept in this loop they would hold the last batch's
+                # streams and frames alive while the thread waits for the next.
+                if not self._serve_one():
+                    return
+        finally:
+            loop = self._loop
+            if loop is not None:
                 try:
-                    window = take()
-                except Exception:
-                    log.exception("assembling a clip for stream %s failed", sid)
-                    window = None
-                if window is not None:
-                    windows.append(window)
-            if not windows:
-                continue
-            t0 = time.perf_counter()
+                    loop.call_soon_threadsafe(self._thread_exited)
+                except RuntimeError:  # the loop is closed: nobody waits
+                    pass
+
+    def _serve_one(self) -> bool:
+        """Take, assemble, infer and route one batch; False once results can no longer be delivered."""
+        batch = self._take_batch()
+        windows = self._assemble(batch) if batch else []
+        if not windows:
+            return True
+        routes = self._infer(windows)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return True
+        for callback, pred in routes:
             try:
-                probs = self.recognizer.probs([w.frames for w in windows])
-            except Exception as exc:
-                with self._cond:
-                    self._errors += 1
-                    first = self._errors == 1
-                log.error("inference failed for a batch of %d clips: %s", len(windows), exc, exc_info=first)
-                continue
-            elapsed = time.perf_counter() - t0
-            published = time.monotonic()
+                loop.call_soon_threadsafe(callback, pred)
+            except RuntimeError:  # the loop closed while we were running
+                return False
+        return True
+
+    def _assemble(self, batch: list[tuple[str, ClipSource]]) -> list[Window]:
+        windows: list[Window] = []
+        for sid, take in batch:
+            try:
+                window = take()
+            except Exception:
+                log.exception("assembling a clip for stream %s failed", sid)
+                window = None
+            if window is not None:
+                windows.append(window)
+        return windows
+
+    def _infer(self, windows: list[Window]) -> list[tuple[ResultCallback, Prediction]]:
+        """Run the model on one batch; (callback, prediction) for each clip whose stream is still here."""
+        t0 = time.perf_counter()
+        try:
+            probs = self.recognizer.probs([w.frames for w in windows])
+        except Exception as exc:
             with self._cond:
-                self._batches += 1
-                self._clips += len(windows)
-                self._last_batch_size = len(windows)
-                self._last_inference_s = elapsed
-                routes = []
-                for window, p in zip(windows, probs):
-                    slot = self._slots.get(window.stream_id)
-                    if slot is None:
-                        continue  # removed while its clip was running
-                    slot.inferred += 1
-                    routes.append((slot.on_result, self._prediction(window, p, elapsed, published)))
-            if self._loop is not None and not self._loop.is_closed():
-                for callback, pred in routes:
-                    try:
-                        self._loop.call_soon_threadsafe(callback, pred)
-                    except RuntimeError:  # the loop closed while we were running
-                        return
+                self._errors += 1
+                first = self._errors == 1
+            log.error("inference failed for a batch of %d clips: %s", len(windows), exc, exc_info=first)
+            return []
+        elapsed = time.perf_counter() - t0
+        published = time.monotonic()
+        with self._cond:
+            self._batches += 1
+            self._clips += len(windows)
+            self._last_batch_size = len(windows)
+            self._last_inference_s = elapsed
+            routes = []
+            for window, p in zip(windows, probs):
+                slot = self._slots.get(window.stream_id)
+                if slot is None:
+                    continue  # removed while its clip was running
+                slot.inferred += 1
+                routes.append((slot.on_result, self._prediction(window, p, elapsed, published)))
+        return routes
+
+    def _thread_exited(self) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
 
     def _prediction(self, window: Window, probs: np.ndarray, elapsed: float, published: float) -> Prediction:
         return Prediction(

@@ -19,6 +19,7 @@ from stream.sources import (
     MemorySink,
     Source,
     SourceOptions,
+    ThreadedSource,
     classify,
     describe_source,
     open_source,
@@ -243,3 +244,53 @@ async def test_status_callback_errors_are_logged_not_raised(caplog) -> None:
         await source.stop()
     assert "status callback failed" in caplog.text
     assert source.state is SourceState.STOPPED
+
+
+class StuckOpenSource(ThreadedSource):
+    """A camera whose open never returns until ``release`` is set (a device that does not answer)."""
+
+    kind = "stuck"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+
+    def _connect(self) -> None:
+        self.release.wait(60)
+
+    def _read(self) -> None:
+        self._stop_event.wait(60)
+
+    def _disconnect(self) -> None:
+        pass
+
+
+async def test_an_open_stuck_past_its_deadline_is_reported_and_stop_is_bounded(caplog) -> None:
+    """An open no timeout reaches turns RECONNECTING with a reason after open_timeout_s; stop() gives up on the reader after its bound."""
+    options = SourceOptions(open_timeout_s=0.5, read_timeout_s=0.5)
+    log = StatusLog()
+    source = StuckOpenSource("stuck", MemorySink(), half_size, log, options, display="camera 7")
+    await source.start()
+    try:
+        await wait_until(lambda: source.state is SourceState.RECONNECTING, 10, "the open deadline")
+        reason = log.last(SourceState.RECONNECTING).reason
+        assert "still opening camera 7" in reason and "answering" in reason, reason
+        with caplog.at_level(logging.WARNING, logger="stream.sources.base"):
+            await asyncio.wait_for(source.stop(), 30)
+        assert source.state is SourceState.STOPPED
+        assert "reader thread still busy" in caplog.text
+    finally:
+        source.release.set()
+    await wait_until(lambda: not [t for t in threading.enumerate() if t.name == "source-stuck"], 10, "the reader to exit")
+
+
+async def test_stop_releases_the_sink_callback_and_newest_frame() -> None:
+    """A stopped source no longer references its stream's callback, its sink or its last decoded frame."""
+    sink = MemorySink()
+    source = PushSource("s", sink, half_size, on_status=StatusLog())
+    await source.start()
+    source.feed(np.zeros((8, 8, 3), np.uint8), 1.0)
+    assert source.latest_frame() is not None
+    await source.stop()
+    assert source.latest_frame() is None and source.snapshot() is None
+    assert source._on_status is None and source._sink is not sink

@@ -143,6 +143,26 @@ _FRESH_ENOUGH = 0.15
 # ...for at most one interval plus this share of jitter, and never longer than this.
 _FRAME_JITTER = 0.25
 _MAX_FRAME_WAIT_S = 0.05
+# An open that overruns open_timeout_s + read_timeout_s by this much is stuck
+# where no timeout reaches.
+_OPEN_GRACE_S = 1.0
+_STUCK_PREFIX = "still opening"
+
+
+class _DiscardSink:
+    """The sink of a stopped source: wants nothing, keeps nothing."""
+
+    def wants(self, ts: float) -> bool:
+        return False
+
+    def push(self, frame: Frame) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+_DISCARD = _DiscardSink()
 
 
 class _RateGate:
@@ -484,8 +504,11 @@ class Source:
             extra={"kind": self.kind, "source": self.display},
         )
         # Queued under the lock, so callbacks see states in the order they happened.
-        if self._on_status is not None:
-            self._call_on_loop(self._deliver_status, status)
+        # The callback travels with the status: stop() drops the source's own
+        # reference (a cycle with its stream) while this one may still be queued.
+        on_status = self._on_status
+        if on_status is not None:
+            self._call_on_loop(self._deliver_status, on_status, status)
         if state in TERMINAL:
             self._call_on_loop(self._end_waiters)
 
@@ -499,9 +522,9 @@ class Source:
             # The loop is closed: the program is shutting down and nobody is listening.
             pass
 
-    def _deliver_status(self, status: StreamStatus) -> None:
+    def _deliver_status(self, on_status: StatusCallback, status: StreamStatus) -> None:
         try:
-            self._on_status(status)  # type: ignore[misc]
+            on_status(status)
         except Exception:
             logger.exception("source %s: status callback failed", self.stream_id)
 
@@ -526,6 +549,19 @@ class Source:
                 if self._state not in TERMINAL:
                     self._transition_locked(SourceState.STOPPED, "stopped")
             self._end_waiters()
+            self._release()
+
+    def _release(self) -> None:
+        """Drop what a stopped source no longer needs, so it is freed at once, not by the cyclic GC.
+
+        The status callback is the stream's bound method (stream -> source ->
+        stream: a cycle), the sink is the stream's ring and the newest decoded
+        frame is a full-size PyAV frame (100 MB at 8K). A reader thread that
+        could not be joined finds a sink that wants nothing.
+        """
+        self._on_status = None
+        self._sink = _DISCARD
+        self._latest = None
 
     def _target_size(self, height: int, width: int) -> tuple[int, int]:
         size = self._sizes.get((height, width))
@@ -567,8 +603,13 @@ class ThreadedSource(Source):
         self._stop_event = threading.Event()
         self._stalled = threading.Event()
         self._thread: threading.Thread | None = None
+        # Done (on the loop) when the reader thread has returned: stop() awaits
+        # it instead of joining in a pool thread, which would hold one of the
+        # default executor's workers (the ones previews run on) for seconds.
+        self._exited: asyncio.Future[None] | None = None
         self._watchdog_handle: asyncio.TimerHandle | None = None
         self._live_since: float | None = None
+        self._opening_since: float | None = None  # set while _connect() runs, for the open deadline
 
     # ------------------------------------------------------------ interface
 
@@ -599,25 +640,42 @@ class ThreadedSource(Source):
         return self._stop_event.is_set()
 
     async def _start_impl(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.stream_id}", daemon=True)
+        self._exited = asyncio.get_running_loop().create_future()
+        self._thread = threading.Thread(target=self._reader, name=f"source-{self.stream_id}", daemon=True)
         self._thread.start()
-        if self.watchdog_enabled:
-            self._schedule_watchdog()
+        self._schedule_watchdog()
 
     async def _stop_impl(self) -> None:
         self._stop_event.set()
         if self._watchdog_handle is not None:
             self._watchdog_handle.cancel()
-        thread = self._thread
-        if thread is None:
+            self._watchdog_handle = None
+        exited = self._exited
+        if exited is None:
             return
         # A reader blocked inside FFmpeg returns within its read timeout (the
         # interrupt callback); closing the container from here instead would
-        # free it under the reader's feet.
+        # free it under the reader's feet. Waiting costs no thread: the reader
+        # resolves the future on its way out.
         limit = self.options.open_timeout_s + self.options.read_timeout_s + 2.0
-        await asyncio.to_thread(thread.join, limit)
-        if thread.is_alive():
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), limit)
+        except asyncio.TimeoutError:
             logger.warning("source %s: reader thread still busy %.0f s after stop; leaving it", self.stream_id, limit)
+        else:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.join()  # it has returned from _reader: this is immediate
+
+    def _reader(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._call_on_loop(self._reader_exited)
+
+    def _reader_exited(self) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
 
     def _check_watchdog(self) -> None:
         """Raise if the loop-side watchdog fired or no frame came for ``watchdog_s``."""
@@ -655,7 +713,11 @@ class ThreadedSource(Source):
             self._begin_connection()
             error = ""
             try:
-                self._connect()
+                self._opening_since = clock.now()
+                try:
+                    self._connect()
+                finally:
+                    self._opening_since = None
                 if self._stop_event.is_set():
                     break
                 # The watchdog counts from here, not from the start of the
@@ -709,14 +771,39 @@ class ThreadedSource(Source):
         loop = self._loop
         if loop is None or self._stop_event.is_set():
             return
-        interval = min(1.0, self.options.watchdog_s / 4)
+        interval = min(1.0, self.options.watchdog_s / 4, self.options.open_timeout_s / 4)
         self._watchdog_handle = loop.call_later(interval, self._watchdog_tick)
 
     def _watchdog_tick(self) -> None:
         if self._stop_event.is_set() or self._state in TERMINAL:
             return
-        if self._state is SourceState.LIVE and clock.now() - self._last_frame_at > self.options.watchdog_s:
+        now = clock.now()
+        if (
+            self.watchdog_enabled
+            and self._state is SourceState.LIVE
+            and now - self._last_frame_at > self.options.watchdog_s
+        ):
             self._stalled.set()
             self._set_state_if(SourceState.LIVE, SourceState.RECONNECTING, f"{self._stall_reason()}; reconnecting")
+        self._check_open_deadline(now)
         self._schedule_watchdog()
+
+    def _check_open_deadline(self, now: float) -> None:
+        """Report an open stuck past its deadline (a call no timeout reaches, e.g. a device that never answers).
+
+        The reader cannot be interrupted there, so it is told nothing: the
+        status says what is wrong, and the reader carries on (or retries)
+        whenever the call returns.
+        """
+        since = self._opening_since
+        # Opening may read for a while after connecting (probing a live stream).
+        limit = self.options.open_timeout_s + self.options.read_timeout_s + _OPEN_GRACE_S
+        if since is None or now - since <= limit or self._state not in (SourceState.CONNECTING, SourceState.RECONNECTING):
+            return
+        if self._reason.startswith(_STUCK_PREFIX):
+            return  # already said
+        self._set_state_unless_stopping(
+            SourceState.RECONNECTING,
+            f"{_STUCK_PREFIX} {self.display} for more than {limit:g} s: is the device or its writer answering?",
+        )
 
