@@ -96,6 +96,9 @@ class LiveStream:
         self._state = SourceState.CONNECTING
         self._reason = ""
         self._last_offered_end = float("-inf")
+        # Newest frame of the last clip assembled, written on the inference
+        # thread (a float: atomic). A clip must end on a newer frame than that.
+        self._last_clip_end = float("-inf")
         self._ages: collections.deque[float] = collections.deque(maxlen=_AGE_WINDOW)
         self._last_pred: Prediction | None = None
         self._stopped = False
@@ -177,24 +180,44 @@ class LiveStream:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             if loop.time() - next_at > self._stride_s:
                 next_at = loop.time()  # the loop was stalled: do not fire a burst
-            latest = self.ring.latest_ts()
-            if self._state is not SourceState.LIVE or latest is None or latest <= self._last_offered_end:
+            if self._state is not SourceState.LIVE or not self._has_new_frame():
                 continue  # nothing new: a frozen camera gets no stale labels
-            self._last_offered_end = latest
+            self._last_offered_end = max(self._newest_ts(), self._last_offered_end)
             self._scheduler.offer(self.id, self._take_clip)
+
+    def _newest_ts(self) -> float:
+        """The newest frame the stream has: the ring's, or the source's newest decoded one."""
+        ring = self.ring.latest_ts()
+        source = self.source.latest_ts() if self.source is not None else None
+        return max(t for t in (ring, source, float("-inf")) if t is not None)
+
+    def _has_new_frame(self) -> bool:
+        """Whether a frame newer than both the last offer and the last clip's end has arrived.
+
+        Both count: a clip ends on the source's newest decoded frame, which
+        _take_clip pushes into the ring, so the ring's newest frame moves on
+        after the offer with no new frame from the camera. Comparing with the
+        offer alone made a frozen camera's last clip run (and publish) twice.
+        """
+        return self._newest_ts() > max(self._last_offered_end, self._last_clip_end)
 
     def _take_clip(self) -> Window | None:
         """Runs on the inference thread when the batch starts: the freshest frames win."""
         newest = self.ring.latest_ts()
-        if self.source is not None:
-            self.source.await_fresh_frame()
-        fresh = self.source.latest_frame(newest if newest is not None else float("-inf")) if self.source else None
-        if fresh is not None:
-            self.ring.push(fresh)  # end the clip on the newest decoded frame, not the newest kept one
+        source = self.source
+        if source is not None:
+            source.await_fresh_frame()
+            fresh = source.latest_frame(newest if newest is not None else float("-inf"))
+            if fresh is not None:
+                self.ring.push(fresh)  # end the clip on the newest decoded frame, not the newest kept one
         got = self.ring.clip(self._num_frames, self._span_s)
         if got is None:
             return None
         frames, timestamps = got
+        end = float(timestamps[-1])
+        if end <= self._last_clip_end:
+            return None  # no frame since the last clip: the same clip again would be a stale label
+        self._last_clip_end = end
         return Window(self.id, frames, timestamps, clock.now())
 
     # ------------------------------------------------------------ figures

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import av.error
 
+from stream import clock
+from stream.clock import PtsClock
 from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
 from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback, ThreadedSource
 from stream.sources.errors import InvalidSource
@@ -23,8 +24,8 @@ def read_timeout(options: SourceOptions) -> float:
 
     Half the watchdog, because a frozen H.264 server is noticed only at the
     *second* timed-out read: at the first one FFmpeg's parser releases the
-    frame it was holding back (stamped late, and dropped with the sink's
-    reset on reconnect), and only the next read fails.
+    frame it was holding back (stamped with the time the camera made it,
+    see :class:`~stream.clock.PtsClock`), and only the next read fails.
     """
     return min(options.read_timeout_s, options.watchdog_s / 2)
 
@@ -61,8 +62,12 @@ class NetworkSource(ThreadedSource):
 
     Every frame is decoded (a stream cannot be skipped into), but only the
     frames the sink wants are converted to RGB and resized. ``Frame.ts`` is
-    ``time.monotonic()`` right after decoding: when the frame reached us,
-    which is what the rest of the pipeline aligns clips and latency on.
+    when the camera produced the frame, on our monotonic clock: its
+    presentation time mapped through the offset that fits this connection
+    (:class:`~stream.clock.PtsClock`), never later than its arrival. So a
+    frame FFmpeg held back while the camera froze keeps its own time, and a
+    label made from it says how old it really is. The no-frame watchdog
+    still counts arrivals.
     """
 
     kind = "network"
@@ -84,8 +89,10 @@ class NetworkSource(ThreadedSource):
         self._scheme = spec.scheme
         self._container: Any = None
         self._stream: Any = None
+        self._pts_clock = PtsClock()
 
     def _connect(self) -> None:
+        self._pts_clock.reset()
         options = self.options
         read_s = read_timeout(options)
         self._container, self._stream = open_video(
@@ -121,7 +128,7 @@ class NetworkSource(ThreadedSource):
                     # catches a stream that never does.
                     frames = ()
                 for frame in frames:
-                    ts = time.monotonic()
+                    ts = self._pts_clock.stamp(frame.time, clock.now())
                     self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, (frame.height, frame.width)):
                         self._push_decoded(frame, av_to_rgb, ts)
