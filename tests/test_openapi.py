@@ -139,6 +139,9 @@ async def test_docs_under_the_token_and_self_hosted(recognizer):
             assert (await client.get(path)).status_code == 401, path
             page = await client.get(f"{path}?token={TOKEN}")
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            # The browser enforces it: nothing from another origin, whatever a bundle asks for.
+            csp = page.headers["content-security-policy"]
+            assert "default-src 'none'" in csp and "http" not in csp and "*" not in csp
             refs = re.findall(r'(?:src|href)="([^"]*)"', page.text)
             assert refs and all(ref.startswith("/static/") for ref in refs), refs
             assert "//" not in page.text.replace("<!doctype", "")  # no scheme-relative or absolute URL anywhere

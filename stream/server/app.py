@@ -28,7 +28,7 @@ from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.server import protocol
 from stream.server.methods import HeadMiddleware, allowed_methods, request_method
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
-from stream.server.openapi import docs_page, install_openapi
+from stream.server.openapi import DOCS_CSP, docs_page, install_openapi
 from stream.server.preview import BOUNDARY, mjpeg_frames, snapshot_jpeg
 from stream.server.security import Security, is_local_source
 from stream.server.ws import Session, SessionLimits, Sessions
@@ -423,11 +423,14 @@ def _add_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger(rt: Runtime = Depends(_authorized)) -> HTMLResponse:
-        return HTMLResponse(docs_page("swagger", f"{app.title} API"), headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(docs_page("swagger", f"{app.title} API"), headers=_DOCS_HEADERS)
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(rt: Runtime = Depends(_authorized)) -> HTMLResponse:
-        return HTMLResponse(docs_page("redoc", f"{app.title} API"), headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(docs_page("redoc", f"{app.title} API"), headers=_DOCS_HEADERS)
+
+
+_DOCS_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": DOCS_CSP}
 
 
 def _runtime_config(app: FastAPI) -> Config:

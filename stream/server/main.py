@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stream.config import Config, ConfigError, load_config, validate_config
-from stream.logs import quiet_libraries
+from stream.logs import install_scrubbing, quiet_libraries
 from stream.server.security import TokenRequired, resolve_token
-from stream.sources import scrub
 
 __all__ = ["ServerRunner", "bind_socket", "build_parser", "main", "parse_source", "serve"]
 
@@ -138,6 +137,7 @@ class ServerRunner:
     def __init__(self, app, sock: socket.socket, *, log_level: str = "info", handle_signals: bool = True) -> None:
         import uvicorn
 
+
         config = uvicorn.Config(
             app,
             ws="websockets-sansio",
@@ -216,23 +216,10 @@ async def serve(app, sock: socket.socket, *, log_level: str = "info", on_started
     return runner.started.is_set()
 
 
-class _ScrubFilter(logging.Filter):
-    """Masks credentials and ?token= in every log record (uvicorn logs request paths)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = scrub(record.getMessage())
-            record.args = None
-        elif isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
-        return True
-
-
 def _setup_logging(level: str) -> None:
+    # Every record is scrubbed where it is made, whichever logger and handler (uvicorn's own too).
+    install_scrubbing()
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    scrubber = _ScrubFilter()
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(scrubber)
     quiet_libraries()
 
 
@@ -244,6 +231,8 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
+    if args.token:
+        install_scrubbing([args.token])
     try:
         cfg = _load(args)
     except ConfigError as exc:
@@ -253,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = resolve_token(cfg.server.token, host)
     except TokenRequired as exc:
         return _fail(str(exc))
+    install_scrubbing([token])
     try:
         sock = bind_socket(host, port)
     except OSError as exc:

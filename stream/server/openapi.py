@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from stream.ids import STREAM_ID_PATTERN
 
-__all__ = ["ERROR_SCHEMA", "build_schema", "docs_page", "install_openapi"]
+__all__ = ["DOCS_CSP", "ERROR_SCHEMA", "build_schema", "docs_page", "install_openapi"]
 
 _REF = "#/components/schemas/"
 
@@ -333,6 +333,16 @@ _PAGES = {
         ("/static/vendor/redoc/redoc.standalone.js", "/static/docs/redoc.js"),
     ),
 }
+
+
+# Sent with both pages: the browser itself then refuses anything from another origin, including
+# what a bundle hard-codes (ReDoc 2 shows its logo from cdn.redoc.ly; it hides the image when blocked).
+# Both UIs inject inline styles, and ReDoc runs its search in a blob: worker.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; worker-src blob:; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def docs_page(kind: str, title: str) -> str:
