@@ -14,6 +14,7 @@ from stream.server.app import create_app
 from stream.sources import SourceOptions
 from tests.support.server import test_config
 
+JSON = {"Content-Type": "application/json"}
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 CAMERA = "rtsp://user:secret@127.0.0.1:9/x"  # nothing listens on port 9: a camera that is down
 
@@ -70,7 +71,7 @@ async def test_model_and_health(recognizer):
 @pytest.mark.parametrize(
     ("kwargs", "status", "code"),
     [
-        ({"content": b"{bad json"}, 400, "bad_json"),
+        ({"content": b"{bad json", "headers": JSON}, 400, "bad_json"),
         ({"json": {"id": "x"}}, 400, "bad_request"),
         ({"json": {"url": "rtsp://127.0.0.1:9/x", "id": "bad id!"}}, 400, "bad_request"),
         ({"json": {"url": "gopher://127.0.0.1/x"}}, 400, "invalid_source"),
@@ -79,7 +80,11 @@ async def test_model_and_health(recognizer):
         ({"json": {"url": "/no/such/file.mp4"}}, 403, "local_source_not_allowed"),
         ({"json": {"url": 0}}, 403, "local_source_not_allowed"),
         ({"json": {"url": "file:///etc/passwd"}}, 403, "local_source_not_allowed"),
-        ({"content": b'{"url": "' + b"a" * 70000 + b'"}'}, 413, "body_too_large"),
+        ({"content": b'{"url": "' + b"a" * 70000 + b'"}', "headers": JSON}, 413, "body_too_large"),
+        ({"content": b'{"url": "rtsp://127.0.0.1:9/x"}'}, 415, "unsupported_media_type"),
+        ({"content": b'{"url": "rtsp://127.0.0.1:9/x"}', "headers": {"Content-Type": "text/plain;charset=UTF-8"}}, 415, "unsupported_media_type"),
+        ({"data": {"url": "rtsp://127.0.0.1:9/x"}}, 415, "unsupported_media_type"),
+        ({"files": {"url": (None, "rtsp://127.0.0.1:9/x")}}, 415, "unsupported_media_type"),
     ],
 )
 async def test_invalid_add_requests_get_the_right_4xx(recognizer, kwargs, status, code):
@@ -107,7 +112,7 @@ async def test_unknown_routes_methods_and_streams_are_json_4xx(recognizer):
         assert_error(await client.get("/api/streams/ghost/snapshot.jpg"), 404, "unknown_stream")
         assert_error(await client.get("/api/streams/ghost/preview.mjpg"), 404, "unknown_stream")
         for body in (b"null", b"[]", b'{"url": {"a": 1}}', b'{"url": 1e999}', b"\xff\xfe", b'{"url": "rtsp://h/%zz"}'):
-            resp = await client.post("/api/streams", content=body)
+            resp = await client.post("/api/streams", content=body, headers=JSON)
             assert resp.status_code < 500, (body, resp.text)
 
 
@@ -163,3 +168,58 @@ async def test_file_stream_labels_metrics_and_snapshot(recognizer, video):
         assert 'stream_label_age_seconds_bucket{le="0.5",stream="demo"}' in metrics
         snap = await client.get("/api/streams/demo/snapshot.jpg")
         assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+
+
+async def test_json_content_type_parameters_are_accepted(recognizer):
+    """'application/json; charset=utf-8' (any case) is JSON: the add succeeds."""
+    async with api(recognizer) as client:
+        body = b'{"url": "rtsp://127.0.0.1:9/x", "id": "cam"}'
+        resp = await client.post("/api/streams", content=body, headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "http://127.0.0.1:9999", "Sec-Fetch-Site": "same-site"}, 403),  # another port on this machine
+        ({"Origin": "http://evil.example"}, 403),  # an older browser: no Sec-Fetch-Site
+        ({"Origin": "null"}, 403),  # a sandboxed frame or file:// page
+        ({"Origin": "http://127.0.0.1:80", "Sec-Fetch-Site": "same-origin"}, 201),
+        ({"Origin": "http://127.0.0.1:80"}, 201),
+        ({"Origin": "http://trusted.example", "Sec-Fetch-Site": "cross-site"}, 201),  # in server.allowed_origins
+        ({}, 201),  # a program: curl, scripts
+    ],
+)
+async def test_cross_site_state_changes_are_refused(recognizer, headers, status):
+    """POSTs from another site's page get 403 cross_site (saying how to allow one); same-origin, allowed and programs work."""
+    async with api(recognizer, server={"allowed_origins": ["http://trusted.example"]}) as client:
+        resp = await client.post("/api/streams", json={"url": CAMERA, "id": "cam"}, headers=headers)
+        if status == 403:
+            body = assert_error(resp, 403, "cross_site")
+            assert "server.allowed_origins" in body["message"]
+            assert (await client.get("/api/streams")).json() == {"streams": []}
+        else:
+            assert resp.status_code == 201, resp.text
+
+
+async def test_cross_site_delete_and_webrtc_offer_are_refused(recognizer):
+    """DELETE and the WebRTC offer refuse cross-site pages too; a cross-site GET (which changes nothing) still answers."""
+    evil = {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}
+    async with api(recognizer) as client:
+        assert (await client.post("/api/streams", json={"url": CAMERA, "id": "cam"})).status_code == 201
+        assert_error(await client.delete("/api/streams/cam", headers=evil), 403, "cross_site")
+        assert_error(await client.post("/api/webrtc/offer", json={"sdp": "v=0", "type": "offer"}, headers=evil), 403, "cross_site")
+        offer = {"content": b'{"sdp": "v=0", "type": "offer"}', "headers": {"Content-Type": "text/plain"}}
+        assert_error(await client.post("/api/webrtc/offer", **offer), 415, "unsupported_media_type")
+        assert (await client.get("/api/streams", headers=evil)).status_code == 200
+        assert [s["id"] for s in (await client.get("/api/streams")).json()["streams"]] == ["cam"]
+        assert (await client.delete("/api/streams/cam")).status_code == 204
+
+
+async def test_location_header_is_the_quoted_id(recognizer):
+    """The Location of a new stream is /api/streams/<id>, and an id with '.' stays one path segment."""
+    async with api(recognizer) as client:
+        resp = await client.post("/api/streams", json={"url": CAMERA, "id": "door.1"})
+        assert resp.status_code == 201 and resp.headers["location"] == "/api/streams/door.1"
+

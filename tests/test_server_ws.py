@@ -149,6 +149,21 @@ async def test_origin_is_checked(recognizer, video):
                 assert (await recv_json(ws))["type"] == "hello"
 
 
+async def test_foreign_host_gets_bad_host_not_forbidden_origin(recognizer, video):
+    """A websocket for another Host name (DNS rebinding) is 403 bad_host with the REST message, not forbidden_origin."""
+    async with server(recognizer, video) as srv:
+        with pytest.raises(InvalidStatus) as info:
+            # The URL's host is what goes in Host; the TCP connection still goes to 127.0.0.1.
+            await connect(f"ws://evil.example:{srv.port}/ws", host="127.0.0.1", port=srv.port, origin="http://evil.example")
+        response = info.value.response
+        assert response.status_code == 403
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "bad_host" and "localhost names" in error["message"]
+        with pytest.raises(InvalidStatus) as info:
+            await connect(srv.ws_url, origin="http://evil.example")
+        assert json.loads(info.value.response.body)["error"]["code"] == "forbidden_origin"
+
+
 async def test_websocket_token(recognizer, video):
     """With a token, the websocket needs it (401 without), by ?token= or Bearer header."""
     async with server(recognizer, video, token="s3cret-token") as srv:

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -29,8 +30,8 @@ from stream.server import protocol
 from stream.server.methods import HeadMiddleware, allowed_methods, request_method
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stream.server.openapi import DOCS_CSP, docs_page, install_openapi
-from stream.server.preview import BOUNDARY, mjpeg_frames, snapshot_jpeg
-from stream.server.security import Security, is_local_source
+from stream.server.preview import PreviewResponse, PreviewViewers, mjpeg_frames, snapshot_jpeg
+from stream.server.security import Security, is_local_source, json_media_type
 from stream.server.ws import Session, SessionLimits, Sessions
 from stream.sources import InvalidSource, classify, scrub
 from stream.webrtc import WebRtcError, WebRtcGateway, limit_host_addresses
@@ -132,11 +133,24 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+_BAD_HOST = "this server only answers to localhost names; set a token to allow others"
+
+
 def _authorized(request: Request) -> Runtime:
-    """Dependency of every API route: Host check (DNS rebinding) and token."""
+    """Dependency of every API route: Host check (DNS rebinding), cross-site refusal, then the token."""
     rt = _runtime(request)
-    if not rt.security.host_ok(request.headers.get("host")):
-        raise ApiError(403, "bad_host", "this server only answers to localhost names; set a token to allow others")
+    headers = request.headers
+    if not rt.security.host_ok(headers.get("host")):
+        raise ApiError(403, "bad_host", _BAD_HOST)
+    # Before the token: a page on another site must not change anything, even on a token-less server.
+    if not rt.security.same_site_ok(request.method, headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host")):
+        log.warning("refused a cross-site %s %s (Origin %s)", request.method, request.url.path, scrub(headers.get("origin", "none")))
+        raise ApiError(
+            403,
+            "cross_site",
+            "a page from another site may not change this server; to allow an Origin, add it to "
+            "server.allowed_origins in the config",
+        )
     if not rt.security.token_ok(request.headers, request.url.query):
         raise ApiError(
             401,
@@ -145,6 +159,20 @@ def _authorized(request: Request) -> Runtime:
             {"WWW-Authenticate": "Bearer"},
         )
     return rt
+
+
+async def _read_json_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body of a JSON route, refused with 415 unless it is declared ``application/json``.
+
+    Browsers send text/plain, urlencoded and multipart bodies to any site
+    without a CORS preflight; refusing them keeps such "simple" requests from
+    ever reaching the JSON parser.
+    """
+    content_type = request.headers.get("content-type")
+    if not json_media_type(content_type):
+        got = f"got {content_type.split(';', 1)[0].strip()[:60]!r}" if content_type else "none was sent"
+        raise ApiError(415, "unsupported_media_type", f"send the body as JSON with 'Content-Type: application/json' ({got})")
+    return await _read_body(request, limit)
 
 
 async def _read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -197,7 +225,7 @@ def create_app(
         config=config,
         security=Security(token, server.allowed_origins),
         sessions=sessions,
-        metrics=Metrics(pipeline),
+        metrics=Metrics(pipeline, PreviewViewers(server.max_preview_viewers)),
         closing=sessions.closing,
         add_lock=asyncio.Lock(),
         webrtc=WebRtcGateway(
@@ -259,7 +287,7 @@ def _add_stream_routes(app: FastAPI) -> None:
     @app.post("/api/streams", status_code=201, tags=["streams"])
     async def add_stream(request: Request, rt: Runtime = Depends(_authorized)) -> JSONResponse:
         """Add a stream by URL (or a device/file if the config allows local sources)."""
-        req = protocol.parse_add_stream(await _read_body(request))
+        req = protocol.parse_add_stream(await _read_json_body(request))
         _check_source(rt, req.url)
         async with rt.add_lock:  # the limit check and the add are one step
             if req.id is not None and req.id in rt.pipeline:
@@ -277,7 +305,9 @@ def _add_stream_routes(app: FastAPI) -> None:
                 raise ApiError(400, "bad_request", scrub(str(exc))) from None
             except RuntimeError as exc:  # the pipeline is shutting down
                 raise ApiError(503, "unavailable", str(exc)) from None
-        return JSONResponse(protocol.stream_json(info), status_code=201, headers={"Location": f"/api/streams/{info.id}"})
+        # Quoted although ids are checked: a header must never carry a raw client string (CR/LF).
+        location = f"/api/streams/{quote(info.id, safe='')}"
+        return JSONResponse(protocol.stream_json(info), status_code=201, headers={"Location": location})
 
     @app.get("/api/streams/{stream_id}", tags=["streams"])
     async def get_stream(stream_id: str, rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
@@ -306,9 +336,18 @@ def _add_stream_routes(app: FastAPI) -> None:
     async def preview(stream_id: str, rt: Runtime = Depends(_authorized)) -> StreamingResponse:
         """MJPEG (multipart/x-mixed-replace) of the stream at up to 5 fps, encoded only while read."""
         _known(rt, stream_id, rt.pipeline.stream)
-        return StreamingResponse(
+        viewers = rt.metrics.previews
+        if not viewers.try_join():
+            raise ApiError(
+                503,
+                "preview_limit",
+                f"{viewers.limit} previews are being watched already (server.max_preview_viewers); "
+                "close one or try again later",
+                {"Retry-After": "5"},
+            )
+        return PreviewResponse(
             mjpeg_frames(rt.pipeline, stream_id, rt.closing),
-            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            viewers,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
@@ -326,7 +365,7 @@ def _add_webrtc_routes(app: FastAPI) -> None:
     @app.post("/api/webrtc/offer", tags=["webrtc"])
     async def webrtc_offer(request: Request, rt: Runtime = Depends(_authorized)) -> dict[str, Any]:
         """Answer a browser's offer ({"sdp", "type": "offer", "id"?}); its camera becomes a stream."""
-        offer = protocol.parse_webrtc_offer(await _read_body(request))
+        offer = protocol.parse_webrtc_offer(await _read_json_body(request))
         if rt.closing.is_set():
             raise ApiError(503, "unavailable", "the server is shutting down")
         async with rt.add_lock:
@@ -373,7 +412,10 @@ def _add_websocket(app: FastAPI) -> None:
         rt: Runtime = websocket.app.state.runtime
         sec = rt.security
         host = websocket.headers.get("host")
-        if not sec.origin_ok(websocket.headers.get("origin"), host) or not sec.host_ok(host):
+        if not sec.host_ok(host):
+            await _deny(websocket, 403, "bad_host", _BAD_HOST)
+            return
+        if not sec.origin_ok(websocket.headers.get("origin"), host):
             log.warning("websocket refused: Origin %s not allowed", scrub(websocket.headers.get("origin", "")))
             await _deny(websocket, 403, "forbidden_origin", "this Origin may not connect; add it to server.allowed_origins")
             return

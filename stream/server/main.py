@@ -24,7 +24,7 @@ from typing import Any
 
 from stream.config import Config, ConfigError, load_config, validate_config
 from stream.logs import install_scrubbing, quiet_libraries
-from stream.server.security import TokenRequired, resolve_token
+from stream.server.security import TokenRequired, check_flag_token, resolve_token
 
 __all__ = ["ServerRunner", "bind_socket", "build_parser", "main", "parse_source", "serve"]
 
@@ -137,9 +137,12 @@ class ServerRunner:
     def __init__(self, app, sock: socket.socket, *, log_level: str = "info", handle_signals: bool = True) -> None:
         import uvicorn
 
+        from stream.server.http_protocol import protocol_for_app
 
         config = uvicorn.Config(
             app,
+            # Header timeout, connection cap, stalled-reader timeout and JSON error bodies (see http_protocol).
+            http=protocol_for_app(app),
             ws="websockets-sansio",
             lifespan="on",
             log_level=log_level,
@@ -231,6 +234,11 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
+    try:
+        # Before the config: its own check would blame the config file for the flag's value.
+        check_flag_token(args.token)
+    except TokenRequired as exc:
+        return _fail(str(exc))
     if args.token:
         install_scrubbing([args.token])
     try:

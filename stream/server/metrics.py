@@ -14,6 +14,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream.pipeline import Pipeline
+from stream.server.http_protocol import HttpStats
+from stream.server.preview import PreviewViewers
 from stream.types import Prediction, SourceState
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -58,12 +60,41 @@ class _StreamCollector(Collector):
         yield CounterMetricFamily("hub_dropped_messages", "Messages subscribers lost by reading too slowly.", value=hub.dropped)
 
 
-class Metrics:
-    """The metrics of one app: a registry, the stream collector and two histograms."""
+class _ServerCollector(Collector):
+    """Preview viewers and what the HTTP layer refused or cut (read when scraped)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, previews: PreviewViewers, http: HttpStats) -> None:
+        self._previews = previews
+        self._http = http
+
+    def collect(self) -> Iterator:
+        previews, http = self._previews, self._http
+        yield GaugeMetricFamily("preview_viewers", "MJPEG previews being watched now (all streams).", value=previews.active)
+        yield GaugeMetricFamily("preview_viewers_max", "The cap on preview viewers (server.max_preview_viewers).", value=previews.limit)
+        yield CounterMetricFamily("preview_refused", "Previews refused because the viewer cap was reached.", value=previews.refused)
+        yield CounterMetricFamily(
+            "http_refused_connections", "Connections refused at server.max_connections.", value=http.refused_connections
+        )
+        yield CounterMetricFamily(
+            "http_header_timeouts", "Connections closed for not sending headers in server.header_timeout_s.", value=http.header_timeouts
+        )
+        yield CounterMetricFamily("http_stalled_writes", "Connections cut because the client stopped reading.", value=http.stalled_writes)
+        yield CounterMetricFamily("http_bad_requests", "Requests refused as malformed HTTP.", value=http.bad_requests)
+
+
+class Metrics:
+    """The metrics of one app: a registry, the stream and server collectors and two histograms.
+
+    It also holds the counters the routes and the HTTP protocol update: the
+    preview viewers (``previews``) and the HTTP refusals (``http``).
+    """
+
+    def __init__(self, pipeline: Pipeline, previews: PreviewViewers | None = None) -> None:
+        self.previews = previews if previews is not None else PreviewViewers(16)
+        self.http = HttpStats()
         self.registry = CollectorRegistry()
         self.registry.register(_StreamCollector(pipeline))
+        self.registry.register(_ServerCollector(self.previews, self.http))
         self.inference = Histogram(
             "stream_inference_seconds",
             "Model time of the batch each clip ran in.",

@@ -3,6 +3,12 @@
 Frames are the ones the pipeline already keeps at model scale (a few hundred
 pixels on the short side), so a preview costs one small JPEG encode per
 frame sent and nothing at all when nobody is looking.
+
+Viewers are capped (``server.max_preview_viewers``, all streams together):
+each one holds a connection and a slot for as long as it watches. A viewer
+that stops reading is cut by the HTTP protocol's stalled-reader timeout
+(:mod:`stream.server.http_protocol`), which ends its response and frees
+its slot.
 """
 
 from __future__ import annotations
@@ -13,10 +19,20 @@ from collections.abc import AsyncIterator
 
 import cv2
 import numpy as np
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from stream.pipeline import Pipeline, UnknownStream
 
-__all__ = ["BOUNDARY", "MAX_PREVIEW_FPS", "encode_jpeg", "mjpeg_frames", "snapshot_jpeg"]
+__all__ = [
+    "BOUNDARY",
+    "MAX_PREVIEW_FPS",
+    "PreviewResponse",
+    "PreviewViewers",
+    "encode_jpeg",
+    "mjpeg_frames",
+    "snapshot_jpeg",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +93,50 @@ async def mjpeg_frames(
             await asyncio.wait_for(closing.wait(), delay)
         except asyncio.TimeoutError:
             pass
+
+
+class PreviewViewers:
+    """How many previews are being watched, against the cap; counts refusals (read by /metrics).
+
+    Used from the event loop only, so plain integers suffice.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+
+    def try_join(self) -> bool:
+        """Take a slot; False (and one refusal counted) when all ``limit`` are taken."""
+        if self.active >= self.limit:
+            self.refused += 1
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active = max(0, self.active - 1)
+
+
+class PreviewResponse(StreamingResponse):
+    """The MJPEG response of one viewer: gives its slot back however the response ends.
+
+    Released in ``__call__``'s ``finally`` rather than in the frame
+    generator's: a generator cancelled before its first step never runs its
+    ``finally``, and the slot would leak.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], viewers: PreviewViewers, **kwargs) -> None:
+        super().__init__(content, media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}", **kwargs)
+        self._viewers: PreviewViewers | None = viewers
+
+    def release(self) -> None:
+        if self._viewers is not None:
+            self._viewers.leave()
+            self._viewers = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()

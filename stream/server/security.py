@@ -1,4 +1,4 @@
-"""Safe by default: tokens, websocket Origin checks and limits on API-added sources.
+"""Safe by default: tokens, Host and Origin checks, cross-site refusals and limits on API-added sources.
 
 Pure functions plus one small class, so the rules are testable without a
 server: the app calls them before doing anything a request asks.
@@ -15,13 +15,21 @@ from urllib.parse import parse_qs
 from stream.sources.urls import NETWORK_SCHEMES
 
 __all__ = [
+    "SAFE_METHODS",
     "LocalSourceRefused",
     "TokenRequired",
     "Security",
     "is_local_source",
     "is_loopback",
+    "check_flag_token",
+    "json_media_type",
     "resolve_token",
 ]
+
+# Methods that change nothing: a cross-site page may cause these (it cannot read the answers).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values a browser sends for the page's own requests; "none" = typed by the user.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
 
@@ -44,12 +52,34 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything, so treat it as exposed
 
 
+MIN_TOKEN_LENGTH = 8
+
+
+def check_flag_token(token: str | None) -> None:
+    """Raise TokenRequired if ``--token`` was given but is empty or short (before the config is read).
+
+    The config's own check would blame the config file for a value that came
+    from the command line.
+    """
+    if token is None:
+        return
+    if not token:
+        raise TokenRequired("--token is empty: give at least 8 characters (e.g. `openssl rand -hex 16`), or leave it out")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise TokenRequired(
+            f"--token is too short: use at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 16`)"
+        )
+
+
 def resolve_token(config_token: str | None, host: str, env: dict[str, str] | None = None) -> str | None:
     """The token to require: from the config, else STREAM_TOKEN; raises TokenRequired if exposed without one."""
     env = os.environ if env is None else env
+    # An empty STREAM_TOKEN means unset, as shells and service files commonly write it.
+    from_env = not config_token and bool(env.get("STREAM_TOKEN"))
     token = config_token or env.get("STREAM_TOKEN") or None
-    if token is not None and len(token) < 8:
-        raise TokenRequired("the token is too short: use at least 8 characters (e.g. `openssl rand -hex 16`)")
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        where = "STREAM_TOKEN" if from_env else "the token"
+        raise TokenRequired(f"{where} is too short: use at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 16`)")
     if token is None and not is_loopback(host):
         raise TokenRequired(
             f"refusing to listen on {host} without a token: other machines could watch your cameras; "
@@ -72,6 +102,17 @@ def is_local_source(url: str | int) -> bool:
     prefix = _SCHEME.match(text)
     # "rtsp:cam" is a malformed network URL (classify() says so), not a file.
     return not (prefix and prefix.group("scheme").lower() in NETWORK_SCHEMES)
+
+
+def json_media_type(content_type: str | None) -> bool:
+    """True for ``application/json`` (any parameters, e.g. ``; charset=utf-8``).
+
+    Browsers send text/plain, form and multipart bodies cross-site without
+    asking first (no CORS preflight); a JSON content type they do not.
+    """
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -127,6 +168,28 @@ class Security:
             return True
         host = _host_only(host_header)
         return host in _LOOPBACK_NAMES or host == self._bind_host or host in self._allowed_hosts
+
+    # -------------------------------------------------------------- cross-site requests
+    def same_site_ok(self, method: str, origin: str | None, fetch_site: str | None, host_header: str | None) -> bool:
+        """State-changing request rule: refuse what another web site's page made a browser send.
+
+        The same algorithm as Go's net/http CrossOriginProtection: an Origin
+        listed in server.allowed_origins passes; else a browser's
+        ``Sec-Fetch-Site`` decides (only ``same-origin`` or ``none``); else,
+        from older browsers, ``Origin`` must be our own; a request with
+        neither header is not from a browser (curl, scripts) and passes.
+        A token does not replace this check: a page can make the browser
+        send ``?token=`` it learned, or hit a token-less server on loopback.
+        """
+        if method.upper() in SAFE_METHODS:
+            return True
+        if origin is not None and origin.strip().rstrip("/").lower() in self._allowed:
+            return True
+        if fetch_site is not None:
+            return fetch_site.strip().lower() in _OWN_FETCH_SITES
+        if origin is None:
+            return True
+        return self.origin_ok(origin, host_header)
 
     # -------------------------------------------------------------- origin
     def origin_ok(self, origin: str | None, host_header: str | None = None) -> bool:
