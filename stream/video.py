@@ -22,7 +22,7 @@ import numpy as np
 
 from stream.model.preprocess import resize_frame
 from stream.sampling import sample_indices
-from stream.sources._av import av_to_rgb, quarter_turns
+from stream.sources._av import av_to_rgb, bound_threads, quarter_turns
 
 __all__ = ["VideoError", "VideoInfo", "DecodedFrames", "open_video", "clip_plan", "read_frames"]
 
@@ -64,8 +64,8 @@ class VideoInfo:
 class DecodedFrames(dict):
     """Frame index -> RGB uint8 (H, W, 3); ``substituted`` lists the indices stood in for by a neighbour."""
 
-    def __init__(self, frames: dict[int, np.ndarray], substituted: list[int]) -> None:
-        super().__init__(frames)
+    def __init__(self, frames: dict[int, np.ndarray] | None = None, substituted: list[int] | tuple[int, ...] = ()) -> None:
+        super().__init__(frames or {})
         self.substituted: tuple[int, ...] = tuple(sorted(substituted))
 
 
@@ -209,6 +209,7 @@ def read_frames(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        bound_threads(stream.codec_context)  # an 8K file would otherwise hold a frame per core
         for frame in _decode_needed(container, stream, info, wanted):
             if picker.offer(frame):
                 break

@@ -128,3 +128,23 @@ def test_http_403_is_not_called_a_credentials_problem():
     assert "refused access (403 Forbidden)" in str(forbidden) and "credentials" not in str(forbidden)
     assert "refused the credentials" in str(unauthorized)
     assert isinstance(forbidden, FatalSourceError) and isinstance(unauthorized, FatalSourceError)
+
+
+# ------------------------------------------------------------ bench section
+
+
+@pytest.mark.slow
+def test_large_bench_section_measures_a_4k_stream(tmp_path):
+    """`bench --only large --quick` decodes a 4K file in a child process and reports finite costs and the verdict."""
+    from stream.bench import large
+    from stream.bench.common import Section
+    from stream.bench.context import BenchContext, BenchOptions
+
+    section = Section("large", "dry run")
+    large.run(BenchContext(BenchOptions(quick=True, runs=1, clips=2), tmp_path), section)
+    m = section.metrics["4K_bounded"]
+    assert m["frames"] == 3 and m["threads"] >= 1
+    assert m["decode_ms"] > 0 and m["rgb_ms"] > 0 and m["resize_ms"] > 0
+    # A 4K frame is 12 MiB as YUV and 24 MiB as RGB: the decoder and a snapshot cost at least that.
+    assert m["decoder_mib"] > 10 and m["snapshot_mib"] >= m["decoder_mib"]  # one peak, read twice
+    assert any("accepted" in row.ours for row in section.rows if "default ingest.max_pixels" in row.name)

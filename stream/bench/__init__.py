@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "memory": ("5. memory", "memory"),
     "cuda": ("6. CUDA", "cuda"),
     "http": ("7. HTTP: keep-alive request latency, TCP_NODELAY vs Nagle", "http"),
+    "large": ("8. large frames: a 1080p, 4K and 8K stream's decode, memory and snapshot", "large"),
 }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "close_quietly",
     "open_video",
     "classify_av_error",
+    "bound_threads",
     "display_size",
     "quarter_turns",
     "LOWRES_CODECS",
@@ -35,7 +36,7 @@ _MAX_LOWRES = 3
 # frame threading keeps one frame in flight per thread (see BENCHMARKS.md,
 # "Large frames", for what a 4K and an 8K stream cost).
 _BIG_FRAME_PIXELS = 3840 * 2160
-_BIG_FRAME_THREADS = 2
+_BIG_FRAME_THREADS = 4
 
 
 def quarter_turns(frame: Any) -> int:
@@ -160,6 +161,11 @@ def open_video(
     frame threading: with FFmpeg's default frame threads an H.264 decoder
     holds back one frame per thread (measured here: first frame out after 3
     packets instead of 1). Live sources want it; files want the throughput.
+
+    ``max_pixels`` bounds the decoded frame size (``ingest.max_pixels``): a
+    larger video is decoded at 1/2, 1/4 or 1/8 size where the codec can
+    (MJPEG, MPEG-4 Part 2, MPEG-1/2, H.263) and refused with
+    FatalSourceError otherwise. Frames above 4K get fewer decoder threads.
     """
     try:
         container = av.open(url, mode="r", options=options or {}, timeout=timeout)
@@ -178,37 +184,47 @@ def open_video(
         stream.thread_type = "AUTO"
         if low_delay:
             codec.flags |= int(CodecFlags.low_delay)
-        if max_pixels is not None:
-            _bound_size(codec, display, max_pixels)
+        lowres = _bound_size(codec, display, max_pixels) if max_pixels is not None else 0
+        bound_threads(codec, lowres)
     except BaseException:
         close_quietly(container)
         raise
     return container, stream
 
 
-def _bound_size(codec: Any, display: str, max_pixels: int) -> None:
+def _bound_size(codec: Any, display: str, max_pixels: int) -> int:
     """Make the decoder's frames fit ``max_pixels``: reduced resolution where FFmpeg can, else refuse.
 
-    The size is the one avformat_find_stream_info learned at open (for the
-    inputs we take it decodes a frame when the container does not say).
+    Returns the lowres factor set (0: full size). The size is the one
+    avformat_find_stream_info learned at open (for the inputs we take it
+    decodes a frame when the container does not say).
     """
     width, height = int(codec.width or 0), int(codec.height or 0)
     if width <= 0 or height <= 0:
         logger.debug("size of %s unknown at open: ingest.max_pixels not checked", display)
-        return
-    lowres = 0
-    if width * height > max_pixels:
-        lowres = _lowres_for(codec.name, width, height, max_pixels)
-        if lowres == 0:
-            raise FatalSourceError(_too_large(display, codec.name, width, height, max_pixels))
-        codec.options = {**(codec.options or {}), "lowres": str(lowres)}
-        logger.info(
-            "%s is %dx%d, more than ingest.max_pixels (%d): decoding it at 1/%d size",
-            display, width, height, max_pixels, 1 << lowres,
-        )
+        return 0
+    if width * height <= max_pixels:
+        return 0
+    lowres = _lowres_for(codec.name, width, height, max_pixels)
+    if lowres == 0:
+        raise FatalSourceError(_too_large(display, codec.name, width, height, max_pixels))
+    codec.options = {**(codec.options or {}), "lowres": str(lowres)}
+    logger.info(
+        "%s is %dx%d, more than ingest.max_pixels (%d): decoding it at 1/%d size",
+        display, width, height, max_pixels, 1 << lowres,
+    )
+    return lowres
+
+
+def bound_threads(codec: Any, lowres: int = 0) -> None:
+    """Fewer decoder threads for frames above 4K.
+
+    Each frame thread holds a frame of its own, so FFmpeg's default (one per
+    core, plus one) makes a big-frame stream's memory grow with the machine's
+    core count.
+    """
+    width, height = int(codec.width or 0), int(codec.height or 0)
     if _reduced(width, lowres) * _reduced(height, lowres) > _BIG_FRAME_PIXELS:
-        # Each frame thread holds a frame of its own: bound what one stream
-        # can hold instead of taking FFmpeg's default (one per core, plus one).
         codec.thread_count = _BIG_FRAME_THREADS
 
 
