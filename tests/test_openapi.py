@@ -290,5 +290,5 @@ async def test_schemathesis_conformance(recognizer, token):
     async with serving(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token) as server:
         schema = server.app.openapi()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        failures = await asyncio.to_thread(_fuzz, schema, server.url, headers, 10)
+        failures = await asyncio.to_thread(_fuzz, schema, server.url, headers, 25)
     assert not failures, "\n\n".join(failures)
