@@ -109,6 +109,19 @@ def test_open_within_max_pixels_is_full_size(tmp_path):
         container.close()
 
 
+@pytest.mark.parametrize("width,height,threads", [(3840, 2160, 0), (3856, 2176, 4)])
+def test_frames_above_4k_get_at_most_four_decoder_threads(tmp_path, width, height, threads):
+    """Above 4K the decoder is capped at 4 threads (each holds a frame); at 4K FFmpeg keeps its own count (0: auto)."""
+    video = make_video(tmp_path / "big.mp4", width=width, height=height, fps=10, seconds=0.1)
+    container, stream = open_video(str(video), "big.mp4", network=False, max_pixels=None)
+    try:
+        assert stream.codec_context.thread_count == threads
+        frame = next(container.decode(stream))
+        assert (frame.width, frame.height) == (width, height)
+    finally:
+        container.close()
+
+
 # ------------------------------------------------------------ HTTP wording
 
 
