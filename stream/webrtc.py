@@ -75,7 +75,8 @@ def _parse_offer(sdp: str):
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # the parser raises ValueError, AssertionError, IndexError ...
-        raise WebRtcError(400, "bad_offer", f"the offer's SDP could not be parsed ({_describe(exc)}); {_SEND_AS_IS}") from None
+        reason = f"the offer's SDP could not be parsed ({_describe(exc)}); {_SEND_AS_IS}"
+        raise WebRtcError(400, "bad_offer", reason) from None
     if not any(media.kind == "video" for media in parsed.media):
         raise WebRtcError(400, "no_video", "the offer has no video track: add the camera track before creating the offer")
     for media in parsed.media:
@@ -87,7 +88,8 @@ def _parse_offer(sdp: str):
                 400, "bad_offer", f"the offer's {media.kind} section has no DTLS a=fingerprint and a=setup; {_SEND_AS_IS}"
             )
         if not media.ice.usernameFragment or not media.ice.password:
-            raise WebRtcError(400, "bad_offer", f"the offer's {media.kind} section has no a=ice-ufrag and a=ice-pwd; {_SEND_AS_IS}")
+            reason = f"the offer's {media.kind} section has no a=ice-ufrag and a=ice-pwd; {_SEND_AS_IS}"
+            raise WebRtcError(400, "bad_offer", reason)
     return parsed
 
 
@@ -149,9 +151,14 @@ class WebRtcGateway:
                 raise WebRtcError(409, "stream_exists", f"a stream with id {sid!r} already exists")
             pc = RTCPeerConnection(self._configuration())
             self._peers[sid] = pc
+            # The clock starts with the peer: whatever stalls below (or a junk offer's ICE), it is freed in time.
+            live = asyncio.Event()  # set on the stream's first LIVE status: video arrived
+            self._deadlines[sid] = self._spawn(self._connect_deadline(sid, live), f"webrtc-deadline:{sid}")
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError and others for bad SDP
+            if sid not in self._peers:
+                raise await self._closed_meanwhile(sid) from None
             await self._forget(sid)
             raise WebRtcError(400, "bad_offer", f"the offer could not be used ({_describe(exc)}); {_SEND_AS_IS}") from None
         track = next(
@@ -166,33 +173,48 @@ class WebRtcGateway:
             if pc.connectionState in ("failed", "closed"):
                 await self.close(sid, f"browser connection {pc.connectionState}")
 
-        live = asyncio.Event()  # set on the stream's first LIVE status: video arrived
-
-        def factory(sink, size_for, on_status):
-            def status_then_cleanup(status: StreamStatus) -> None:
-                on_status(status)
-                if status.state is SourceState.LIVE:
-                    live.set()
-                elif status.state in (SourceState.STOPPED, SourceState.FAILED, SourceState.RECONNECTING):
-                    # A browser does not come back on its own: a silent or closed peer ends the stream.
-                    self._spawn(self.close(sid, status.reason), f"webrtc-close:{sid}")
-
-            return TrackSource(sid, track, sink, size_for, status_then_cleanup, self.options)
-
         try:
-            await self.pipeline.add_source(factory, stream_id=sid, kind="webrtc", url="browser camera")
+            await self.pipeline.add_source(self._factory(sid, track, live), stream_id=sid, kind="webrtc", url="browser camera")
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)  # aiortc gathers every candidate before returning
         except StreamExists as exc:
             await self._forget(sid)
             raise WebRtcError(409, "stream_exists", str(exc)) from None
         except Exception as exc:
+            if sid not in self._peers:
+                raise await self._closed_meanwhile(sid) from None
             await self.close(sid, "answer failed")
             raise WebRtcError(400, "bad_offer", f"could not answer the offer ({_describe(exc)}); {_SEND_AS_IS}") from None
-        if sid in self._peers and not live.is_set():
-            self._deadlines[sid] = self._spawn(self._connect_deadline(sid, live), f"webrtc-deadline:{sid}")
+        if sid not in self._peers:
+            raise await self._closed_meanwhile(sid)
         log.info("webrtc stream %s answered (%d active)", sid, len(self._peers))
         return Answer(pc.localDescription.sdp, pc.localDescription.type, sid)
+
+    def _factory(self, sid: str, track, live: asyncio.Event):
+        """The pipeline's source factory: a TrackSource whose statuses also drive this gateway."""
+
+        def factory(sink, size_for, on_status):
+            def status_then_cleanup(status: StreamStatus) -> None:
+                on_status(status)
+                if status.state is SourceState.LIVE:
+                    live.set()  # video arrived: the connect deadline is met
+                elif status.state in (SourceState.STOPPED, SourceState.FAILED, SourceState.RECONNECTING):
+                    # A browser does not come back on its own: a silent or closed peer ends the stream.
+                    self._spawn(self.close(sid, status.reason), f"webrtc-close:{sid}")
+
+            return TrackSource(sid, track, sink, size_for, status_then_cleanup, self.options)
+
+        return factory
+
+    async def _closed_meanwhile(self, sid: str) -> WebRtcError:
+        """The peer was closed while we answered (its deadline, or shutdown): drop what was built; the error to raise."""
+        if sid in self.pipeline:
+            try:
+                await self.pipeline.remove_stream(sid, "closed before its offer was answered")
+            except UnknownStream:
+                pass
+        reason = "the offer was closed before it could be answered (server busy or shutting down); try again"
+        return WebRtcError(503, "unavailable", reason)
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
         """Start a task this gateway keeps until it ends (close_all awaits them); its errors are logged."""
@@ -221,6 +243,9 @@ class WebRtcGateway:
                 del self._deadlines[sid]
 
     async def _forget(self, sid: str) -> None:
+        deadline = self._deadlines.pop(sid, None)
+        if deadline is not None:
+            deadline.cancel()  # never this very task: a firing deadline takes itself out first
         pc = self._peers.pop(sid, None)
         if pc is not None:
             try:
@@ -240,9 +265,6 @@ class WebRtcGateway:
 
     async def _close_once(self, sid: str, reason: str) -> None:
         try:
-            deadline = self._deadlines.pop(sid, None)
-            if deadline is not None:
-                deadline.cancel()
             await self._forget(sid)
             if sid in self.pipeline:
                 try:

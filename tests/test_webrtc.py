@@ -313,3 +313,19 @@ async def test_close_all_cancels_the_connect_timers(recognizer):
         finally:
             for pc, _ in peers:
                 await pc.close()
+
+
+async def test_a_deadline_during_the_answer_leaves_nothing_behind(recognizer):
+    """A connect timeout shorter than answering itself: 503, and no peer, stream or task is left."""
+    async with Pipeline(recognizer, cfg()) as pipe:
+        gateway = WebRtcGateway(pipe, max_streams=1, connect_timeout_s=0.001)
+        pc, sdp = await junk_offer()
+        try:
+            with pytest.raises(WebRtcError) as err:
+                await gateway.accept(sdp, "offer", "hasty")
+            assert (err.value.status, err.value.code) == (503, "unavailable") and "try again" in err.value.message
+            assert gateway.active == 0 and "hasty" not in pipe
+            await asyncio.wait_for(gateway.close_all(), 30)
+            assert [t for t in asyncio.all_tasks() if t.get_name().startswith("webrtc-") and not t.done()] == []
+        finally:
+            await pc.close()
