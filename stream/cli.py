@@ -39,31 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _DecodeCount:
-    """Counts the frames one video's decoding delivered, and shows a progress bar on a terminal.
+class _ProgressBar:
+    """A decoding progress bar on a terminal (stream.video.read_frames calls it per decoded frame)."""
 
-    stream.video.read_frames calls progress once per sampled frame that was
-    itself decoded, so ``sampled - decoded`` is how many were stood in for by
-    a neighbour (a damaged video); classify_video passes the count through
-    this hook only, so the command learns it here.
-    """
-
-    def __init__(self, show_bar: bool) -> None:
-        self._show_bar = show_bar
+    def __init__(self, show: bool) -> None:
+        self._show = show
         self._bar = None
-        self.sampled = 0
-        self.decoded = 0
 
     def factory(self, total: int) -> Callable[[int], None]:
-        self.sampled, self.decoded = total, 0
-        if self._show_bar:
+        if self._show:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="frame", desc="decoding", leave=False, file=sys.stderr)
         return self._update
 
     def _update(self, n: int) -> None:
-        self.decoded += n
         if self._bar is not None:
             self._bar.update(n)
 
@@ -71,10 +61,6 @@ class _DecodeCount:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-    @property
-    def substituted(self) -> int:
-        return max(self.sampled - self.decoded, 0)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -107,7 +93,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     payload = []
     for path in args.videos:
-        count = _DecodeCount(show_bar=sys.stderr.isatty() and not args.json)
+        bar = _ProgressBar(show=sys.stderr.isatty() and not args.json)
         try:
             result = classify_video(
                 recognizer,
@@ -116,34 +102,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 stride_s=args.stride_s,
                 top_k=cfg.top_k,
                 num_clips=args.clips,
-                progress_factory=count.factory,
+                progress_factory=bar.factory,
             )
         except VideoError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
         finally:
-            count.close()
+            bar.close()
         if args.json:
-            payload.append(_json_of(result, count, timeline=args.stride_s is not None))
+            payload.append(result.to_json(timeline=args.stride_s is not None))
         else:
-            _print_table(result, count, timeline=args.stride_s is not None)
+            _print_table(result, timeline=args.stride_s is not None)
     if args.json:
         print(json.dumps(payload if len(args.videos) > 1 else (payload[0] if payload else []), indent=2))
     return EXIT_USAGE if failed else 0
 
 
-def _json_of(result, count: _DecodeCount, timeline: bool) -> dict:
-    out = result.to_json(timeline=timeline)
-    # How much of what the model saw is real: a damaged video's stand-ins.
-    out["frames_sampled"] = count.sampled
-    out["frames_substituted"] = count.substituted
-    return out
-
-
-def _print_table(result, count: _DecodeCount, timeline: bool) -> None:
+def _print_table(result, timeline: bool) -> None:
     info = result.info
-    damaged = f", {count.substituted} of {count.sampled} frames substituted" if count.substituted else ""
+    damaged = (
+        f", {result.frames_substituted} of {result.frames_sampled} frames substituted" if result.frames_substituted else ""
+    )
     print(
         f"{result.path}  ({info.duration_s:.1f} s, {info.width}x{info.height}, {info.fps:.1f} fps, "
         f"{len(result.clips)} clip{'s' if len(result.clips) != 1 else ''}{damaged})"

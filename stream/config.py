@@ -150,7 +150,10 @@ class IngestConfig(_Strict):
         3840 * 2160,
         ge=64 * 64,
         le=7680 * 4320 * 4,
-        description="Largest video frame (width x height) a source may decode; larger video is refused with the reason.",
+        description=(
+            "Largest video frame (width x height) a source may decode; larger video is decoded at reduced size "
+            "where the codec allows (MJPEG, MPEG-4 Part 2, MPEG-1/2, H.263) and refused with the reason otherwise."
+        ),
     )
 
 

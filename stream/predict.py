@@ -29,6 +29,8 @@ class VideoResult:
     info: VideoInfo
     top_k: list[tuple[str, float]]  # scores averaged over the clips
     clips: list[ClipResult] = field(default_factory=list)
+    frames_sampled: int = 0  # distinct frames the clips needed
+    frames_substituted: int = 0  # of those, how many could not be decoded and were stood in for by a neighbour
 
     def to_json(self, timeline: bool) -> dict:
         out = {
@@ -39,6 +41,9 @@ class VideoResult:
             "fps": round(self.info.fps, 3),
             "clips": len(self.clips),
             "top_k": [{"label": label, "score": round(score, 6)} for label, score in self.top_k],
+            # How much of what the model saw is real: a damaged video's stand-ins.
+            "frames_sampled": self.frames_sampled,
+            "frames_substituted": self.frames_substituted,
         }
         if timeline:
             out["timeline"] = [
@@ -77,4 +82,11 @@ def classify_video(
         for idx, p in zip(plan, all_probs)
     ]
     mean = np.mean(np.stack(all_probs), axis=0)
-    return VideoResult(path=path, info=info, top_k=recognizer.top_k(mean, top_k), clips=clips)
+    return VideoResult(
+        path=path,
+        info=info,
+        top_k=recognizer.top_k(mean, top_k),
+        clips=clips,
+        frames_sampled=len(needed),
+        frames_substituted=len(frames.substituted),
+    )
