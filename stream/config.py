@@ -190,7 +190,13 @@ def _describe(err: dict[str, Any]) -> str:
     if not err["loc"]:
         # A rule across keys (the input is the whole config, which may hold passwords).
         return msg
-    return f"{path}: got {err.get('input')!r} ({msg})"
+    if err["loc"] and err["loc"][-1] == "token":
+        return f"{path}: {msg} (the value is not shown: it is a secret)"
+    # The input may be a camera URL with a password in it. (Imported here:
+    # stream.sources pulls in torch, and a config error should come fast.)
+    from stream.sources.urls import scrub
+
+    return f"{path}: got {scrub(repr(err.get('input')))} ({msg})"
 
 
 def validate_config(data: dict[str, Any] | None, source: str = "config") -> Config:

@@ -33,6 +33,14 @@ DEFAULT_URL = "ws://127.0.0.1:8000/ws"
 _KINDS = ("labels", "events", "status")
 
 
+def _shown(url: str) -> str:
+    """The URL for a message, with ?token= and credentials masked."""
+    # Imported here: the subscriber is a light client and stream.sources pulls in the pipeline.
+    from stream.sources.urls import mask_url
+
+    return mask_url(url)
+
+
 class SubscriberError(RuntimeError):
     """A problem that retrying cannot fix (bad URL, refused token or Origin)."""
 
@@ -127,12 +135,12 @@ class Subscriber:
         try:
             ws = await connect(self.url, additional_headers=headers, open_timeout=10, max_size=4 * 1024 * 1024)
         except InvalidURI as exc:
-            raise SubscriberError(f"not a websocket URL: {self.url} (expected ws://host:port/ws)") from exc
+            raise SubscriberError(f"not a websocket URL: {_shown(self.url)} (expected ws://host:port/ws)") from exc
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
                 hint = "check --token" if status == 401 else "the server refused this client"
-                raise SubscriberError(f"{self.url}: HTTP {status} ({hint})") from exc
+                raise SubscriberError(f"{_shown(self.url)}: HTTP {status} ({hint})") from exc
             raise OSError(f"server answered HTTP {status}") from exc
         await ws.send(json.dumps(self.filter))
         self._ws = ws

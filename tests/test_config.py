@@ -63,3 +63,16 @@ def test_broken_yaml_and_missing_file(tmp_path):
         load_config(write(tmp_path, "model: [unclosed\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_config_errors_never_show_a_password_or_the_token():
+    """A bad value that holds a camera password is shown masked; a bad token is not shown at all."""
+    from stream.config import validate_config
+
+    with pytest.raises(ConfigError) as err:
+        validate_config({"sources": ["rtsp://admin:Pw9'x@cam.example/x"]})
+    assert "sources.0" in str(err.value) and "Pw9" not in str(err.value) and "admin:***@" in str(err.value)
+    for token in ("short", 12345678):
+        with pytest.raises(ConfigError) as err:
+            validate_config({"server": {"token": token}})
+        assert "server.token" in str(err.value) and str(token) not in str(err.value)

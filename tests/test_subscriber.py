@@ -89,3 +89,16 @@ def test_cli_prints_json_lines_and_survives_a_restart(tmp_path, tiny_model_dir, 
             proc.kill()
             proc.wait()
         first.stop()
+
+
+async def test_refusal_messages_mask_the_token_in_the_url(recognizer):
+    """A server refusing the subscriber (401) is reported with ?token= masked in the URL it names."""
+    from stream.subscriber import SubscriberError
+
+    cfg = validate_config(test_config())
+    async with serving(Pipeline(recognizer, cfg, source_options=FAST), cfg, token="right-token-123") as srv:
+        sub = Subscriber(f"{srv.ws_url}?token=wrong-token-456", reconnect=False)
+        with pytest.raises(SubscriberError) as err:
+            await sub.__anext__()
+        await sub.close()
+    assert "HTTP 401" in str(err.value) and "wrong-token-456" not in str(err.value)
