@@ -275,7 +275,7 @@ async def test_an_open_stuck_past_its_deadline_is_reported_and_stop_is_bounded(c
         await wait_until(lambda: source.state is SourceState.RECONNECTING, 10, "the open deadline")
         reason = log.last(SourceState.RECONNECTING).reason
         assert "still opening camera 7" in reason and "answering" in reason, reason
-        with caplog.at_level(logging.WARNING, logger="stream.sources.base"):
+        with caplog.at_level(logging.WARNING, logger="stream.sources.threaded"):
             await asyncio.wait_for(source.stop(), 30)
         assert source.state is SourceState.STOPPED
         assert "reader thread still busy" in caplog.text

@@ -17,7 +17,6 @@ from stream.sources.base import (
     SourceOptions,
     SourceStats,
     StatusCallback,
-    ThreadedSource,
 )
 from stream.sources.errors import (
     EndOfStream,
@@ -28,6 +27,7 @@ from stream.sources.errors import (
     TransientSourceError,
 )
 from stream.sources.sinks import MemorySink
+from stream.sources.threaded import ThreadedSource
 from stream.sources.urls import SourceKind, SourceSpec, classify, describe_source, mask_url, scrub
 
 __all__ = [

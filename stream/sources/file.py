@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import av.error
 
 from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
-from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback, ThreadedSource
+from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback
+from stream.sources.threaded import ThreadedSource
 from stream.sources.errors import FatalSourceError, InvalidSource
 from stream.sources.pipes import PipeReader, needs_pipe_reader
 from stream.sources.urls import SourceKind, classify

@@ -10,7 +10,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback, ThreadedSource
+from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback
+from stream.sources.threaded import ThreadedSource
 from stream.sources.errors import FatalSourceError, InvalidSource, TransientSourceError
 from stream.sources.urls import SourceKind, classify
 
