@@ -140,6 +140,19 @@ def test_ids_with_control_characters_are_400_and_the_connection_survives(server,
     assert "Traceback" not in server.logs()
 
 
+@pytest.mark.parametrize("path", ["/api/streams/door%0d%0aX-Evil:%201/", "/api/streams/%0d%0a/", "/api/nothing%0d%0aX-Evil:%201"])
+def test_encoded_crlf_in_a_path_never_reaches_a_header(server, path):
+    """A path with encoded CR/LF (the router's trailing-slash redirect echoes the path) adds no header and keeps the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        status, headers, _ = read_response(sock)
+        assert status in (307, 404), status
+        assert "x-evil" not in headers and "\r" not in headers.get("location", "") and "\n" not in headers.get("location", "")
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        assert read_response(sock)[0] == 200
+    assert "Traceback" not in server.logs()
+
+
 def test_uvicorns_own_400s_are_json(server):
     """Malformed HTTP and a non-ASCII request target get our JSON error body, not uvicorn's plain text."""
     for raw in (b"NONSENSE\r\n\r\n", b"GET /\xff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
@@ -239,6 +252,7 @@ async def test_connections_over_the_cap_get_503_websockets_count(recognizer):
     async with in_process(recognizer, server={"max_connections": 8}) as srv:
         async with contextlib.AsyncExitStack() as stack:
             sockets = [await stack.enter_async_context(connect(srv.ws_url)) for _ in range(8)]
+            assert srv.app.state.runtime.metrics.http.open_connections == 8
             reader, writer = await open_raw(srv.port)
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = await asyncio.wait_for(reader.read(), 30)

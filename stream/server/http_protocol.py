@@ -57,6 +57,14 @@ class HttpStats:
         self.header_timeouts = 0
         self.stalled_writes = 0
         self.bad_requests = 0
+        self._connections: set | None = None  # uvicorn's own set of open connections (HTTP and websocket)
+
+    @property
+    def open_connections(self) -> int:
+        return 0 if self._connections is None else len(self._connections)
+
+    def track(self, connections: set) -> None:
+        self._connections = connections
 
 
 def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
@@ -85,6 +93,7 @@ class StreamH11Protocol(H11Protocol):
     # ------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         full = len(self.connections) >= self.limits.max_connections  # counts websockets too (uvicorn adds them)
+        self.stats.track(self.connections)
         super().connection_made(transport)
         if full:
             self._refuse_connection()

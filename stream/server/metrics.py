@@ -72,6 +72,7 @@ class _ServerCollector(Collector):
         yield GaugeMetricFamily("preview_viewers", "MJPEG previews being watched now (all streams).", value=previews.active)
         yield GaugeMetricFamily("preview_viewers_max", "The cap on preview viewers (server.max_preview_viewers).", value=previews.limit)
         yield CounterMetricFamily("preview_refused", "Previews refused because the viewer cap was reached.", value=previews.refused)
+        yield GaugeMetricFamily("http_connections", "HTTP and websocket connections open now.", value=http.open_connections)
         yield CounterMetricFamily(
             "http_refused_connections", "Connections refused at server.max_connections.", value=http.refused_connections
         )
