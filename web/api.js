@@ -35,6 +35,8 @@ export const urls = {
 async function request(method, path, body) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
+  // Required: the server refuses JSON routes without it (415), which keeps other sites' pages, whose
+  // text/plain or form POSTs need no CORS preflight, away from them (docs/protocol.md).
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
