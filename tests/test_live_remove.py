@@ -41,6 +41,10 @@ class SilentServer:
                 return  # closed
             self._held.append(conn)
 
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
     def close(self) -> None:
         self._listener.close()
         for conn in self._held:
@@ -65,14 +69,14 @@ async def test_removing_streams_stuck_in_connect_holds_no_default_pool_thread(re
     loop = asyncio.get_running_loop()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiny-pool")
     loop.set_default_executor(pool)
-    # Each hung open lasts its open timeout: long enough that the removals are
-    # surely still waiting when the pool request is made.
-    hung = SourceOptions(watchdog_s=10.0, open_timeout_s=6.0, read_timeout_s=5.0, backoff_initial_s=0.2, backoff_max_s=1.0)
+    # Each hung open lasts until FFmpeg's socket timeout (8 s here): long enough
+    # that the removals are surely still waiting when the pool request is made.
+    hung = SourceOptions(watchdog_s=20.0, open_timeout_s=10.0, read_timeout_s=8.0, backoff_initial_s=0.2, backoff_max_s=1.0)
     async with Pipeline(recognizer, config(), source_options=hung) as pipe:
         await pipe.add_stream(str(video), stream_id="good")
         for n in range(10):
             await pipe.add_stream(f"rtsp://127.0.0.1:{silent_server.port}/cam{n}", stream_id=f"hung{n}")
-        await wait_until(lambda: len(silent_server._held) >= 10, 10, "ten connections to the silent camera")
+        await wait_until(lambda: silent_server.connections >= 10, 10, "ten connections to the silent camera")
         await wait_until(lambda: pipe.snapshot("good") is not None, 10, "a frame from the good stream")
         removals = [asyncio.create_task(pipe.remove_stream(f"hung{n}")) for n in range(10)]
         await asyncio.sleep(0.1)  # the removals are now waiting for their readers
