@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
-from urllib.parse import urlsplit, urlunsplit
+import sys
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from stream.ids import STREAM_ID_PATTERN
 from stream.pipeline import Pipeline
 from stream.server.app import WEB_DIR, create_app
 from stream.sources import SourceOptions
-from tests.support.server import serving, test_config
+from tests.support.server import REPO_ROOT, serving, test_config
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 TOKEN = "docs-token-123"
@@ -99,7 +100,7 @@ async def test_request_bodies_refuse_unknown_fields(recognizer):
     assert set(labels["properties"]) == set(LabelConfig.model_fields)
     assert set(offer["properties"]) == {"sdp", "type", "id"} and offer["required"] == ["sdp"]
     assert add["properties"]["id"]["pattern"] == offer["properties"]["id"]["pattern"] == STREAM_ID_PATTERN
-    assert add["properties"]["max_fps"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 240}
+    assert add["properties"]["max_fps"] == {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 240}
     assert labels["properties"]["enter"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
     async with api(recognizer) as client:  # and the server does refuse what the schema does
         resp = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/x", "colour": "red"})
@@ -194,32 +195,27 @@ async def test_head_on_the_mjpeg_preview_returns(recognizer, video):
 
 
 # --------------------------------------------------------------------- schemathesis against a real server
-CHECK_NAMES = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-)
-
-
-def _on_loopback(case) -> None:
-    """Generated stream URLs may name any host: point them at 127.0.0.1:9 (nothing listens) before sending."""
-    body = case.body
-    if isinstance(body, dict) and isinstance(body.get("url"), str) and "://" in body["url"]:
-        try:
-            parts = urlsplit(body["url"])
-        except ValueError:
-            return  # the server refuses it as well (400 invalid_source), having contacted nothing
-        user = parts.netloc.rpartition("@")[0]
-        body["url"] = urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:9" if user else "127.0.0.1:9"))
-
-
+# Every check schemathesis has, but two false positives:
+# - positive_data_acceptance expects any schema-valid body to be accepted, and two rules JSON Schema
+#   cannot state make that false for ours: labels.exit must not exceed labels.enter (a comparison of two
+#   fields), and an offer's sdp must be a session description aiortc can use (fingerprint, ICE
+#   credentials, a video track), not just any string starting with "v=0";
+# - ensure_resource_availability follows POST /api/streams to every route with the new id and calls a 404
+#   a lost resource, but snapshot.jpg is 404 no_frame (documented) until the camera's first frame, which a
+#   camera at 127.0.0.1:9 never sends. GET /api/streams/{id} after the POST is checked in _known_cases.
+EXCLUDED_CHECKS = "positive_data_acceptance,ensure_resource_availability"
+# An MJPEG preview of an existing stream never ends, so a client that reads the whole body waits
+# forever: schemathesis tries it only through _known_cases (an unknown id), HEAD is in its own test.
+PREVIEW = "/api/streams/{stream_id}/preview.mjpg"
+HOOKS = "tests.support.schemathesis_hooks"  # keeps generated stream URLs on 127.0.0.1 (see there)
 CAMERA = {"url": "rtsp://user:secret@127.0.0.1:9/x", "id": "cam-1", "max_fps": 5, "labels": {"enter": 0.6, "exit": 0.3}}
 
 
-def _known_cases(schema, base_url: str, headers: dict[str, str], checks) -> list[str]:
-    """The answers random data rarely reaches: 201 + Location, a listed stream, 409, 415, 204, checked alike."""
+def _known_cases(schema_dict: dict, base_url: str, headers: dict[str, str]) -> list[str]:
+    """The answers random data rarely reaches: 201 + Location, a listed stream, 409, 415, 204, all checked."""
+    import schemathesis
+
+    schema = schemathesis.openapi.from_dict(schema_dict)
     add, streams = schema["/api/streams"]["POST"], "/api/streams/{stream_id}"
     cam = {"stream_id": "cam-1"}
     cases = [
@@ -227,6 +223,7 @@ def _known_cases(schema, base_url: str, headers: dict[str, str], checks) -> list
         (schema["/api/streams"]["GET"].Case(), {}, 200),
         (schema[streams]["GET"].Case(path_parameters=cam), {}, 200),
         (schema[streams + "/snapshot.jpg"]["GET"].Case(path_parameters=cam), {}, 404),  # no frame: camera is down
+        (schema[PREVIEW]["GET"].Case(path_parameters={"stream_id": "nope"}), {}, 404),
         (add.Case(body=CAMERA, media_type="application/json"), {}, 409),
         (add.Case(body=CAMERA, media_type="application/json"), {"Content-Type": "text/plain"}, 415),
         (schema["/api/webrtc/offer"]["POST"].Case(body={"sdp": "v=0"}, media_type="application/json"), {}, 400),
@@ -234,61 +231,47 @@ def _known_cases(schema, base_url: str, headers: dict[str, str], checks) -> list
     ]
     failures = []
     for case, extra, status in cases:
-        label = f"{case.operation.label} -> {status}"
+        sent = {**headers, **extra}
         try:
-            resp = case.call(base_url=base_url, headers={**headers, **extra}, timeout=30)
+            resp = case.call(base_url=base_url, headers=sent, timeout=30)
             assert resp.status_code == status, f"got {resp.status_code}: {resp.text[:300]}"
-            case.validate_response(resp, checks=checks, headers={**headers, **extra})
+            case.validate_response(resp, headers=sent)  # every check, as in the CLI run
         except Exception as exc:  # noqa: BLE001 - every failure is reported together
-            failures.append(f"{label}: {exc}")
+            failures.append(f"{case.operation.label} -> {status}: {exc}")
     return failures
 
 
-def _fuzz(schema_dict: dict, base_url: str, headers: dict[str, str], examples: int) -> list[str]:
-    """Run schemathesis over every operation, positive and negative data; the failures, in words."""
-    import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.generation import GenerationMode
-    from schemathesis.specs.openapi import checks as openapi_checks
-
-    checks = [not_a_server_error, *(getattr(openapi_checks, name) for name in CHECK_NAMES[1:])]
-    schema = schemathesis.openapi.from_dict(schema_dict)
-    failures = _known_cases(schema, base_url, headers, checks)
-    for result in schema.get_all_operations():
-        op = result.ok()
-        # Negative data exists only where the schema constrains something: the request bodies.
-        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if op.body else (GenerationMode.POSITIVE,)
-        for mode in modes:
-
-            # No shrinking (Phase.shrink): the first failure is reported as found, in bounded time.
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=op.as_strategy(generation_mode=mode))
-            def run(case) -> None:
-                _on_loopback(case)
-                case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
-
-            try:
-                run()
-            except Exception as exc:  # a failed check: collect it, go on with the next operation
-                failures.append(f"{op.label} ({mode.value}): {exc}")
-    return failures
+async def _schemathesis_cli(base_url: str, token: str | None, tmp_path) -> tuple[int, str]:
+    """``schemathesis run`` over every operation: examples, coverage (negative and unsupported methods too), fuzzing, stateful."""
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{base_url}/openapi.json",
+        "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--exclude-path", PREVIEW,
+        "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "25", "--seed", "20261201",
+        "--workers", "1", "--request-timeout", "30", "--continue-on-failure", "--no-color",
+    ]  # fmt: skip
+    if token:
+        cmd += ["--header", f"Authorization: Bearer {token}"]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(REPO_ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    return proc.returncode, out.decode(errors="replace")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
-async def test_schemathesis_conformance(recognizer, token):
+async def test_schemathesis_conformance(recognizer, token, tmp_path):
     """schemathesis finds no status, content type, header or body that disagrees with the schema, and no 5xx."""
     cfg = validate_config(test_config((), {"server": {"allow_local_sources": False, "max_streams": 4}}))
     async with serving(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token) as server:
-        schema = server.app.openapi()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        failures = await asyncio.to_thread(_fuzz, schema, server.url, headers, 25)
+        failures = await asyncio.to_thread(_known_cases, server.app.openapi(), server.url, headers)
+        status, output = await _schemathesis_cli(server.url, token, tmp_path)
     assert not failures, "\n\n".join(failures)
+    assert status == 0, output[-12000:]
+    assert re.search(r"\b10 selected / 11 total\b", output), output[-3000:]  # every operation but PREVIEW

@@ -59,7 +59,8 @@ _LABELS = {
     },
 }
 
-_STREAM_ID = {"type": "string", "pattern": STREAM_ID_PATTERN}
+# null is accepted for every optional field but loop (and the offer's type), meaning "not given".
+_STREAM_ID = {"type": ["string", "null"], "pattern": STREAM_ID_PATTERN}
 
 _ADD_STREAM = {
     "type": "object",
@@ -75,10 +76,19 @@ _ADD_STREAM = {
             ],
         },
         "id": {**_STREAM_ID, "description": "Default: derived from the URL."},
-        "max_fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 240},
+        "max_fps": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 240},
         "loop": {"type": "boolean", "description": "Files played as cameras start again at the end."},
-        "labels": {"$ref": _REF + "LabelSettings"},
+        "labels": {"oneOf": [{"$ref": _REF + "LabelSettings"}, {"type": "null"}]},
     },
+    "examples": [
+        {
+            "url": "rtsp://user:pass@camera.local/stream1",
+            "id": "door",
+            "max_fps": 15,
+            "loop": True,
+            "labels": {"smoothing": 0.5, "enter": 0.5, "exit": 0.35, "update_interval_s": 2.0},
+        }
+    ],
 }
 
 _OFFER = {
@@ -86,7 +96,11 @@ _OFFER = {
     "required": ["sdp"],
     "additionalProperties": False,
     "properties": {
-        "sdp": {"type": "string", "minLength": 1, "pattern": _NOT_BLANK, "description": "pc.localDescription.sdp"},
+        "sdp": {
+            "type": "string",
+            "pattern": "^v=0",
+            "description": "The browser's pc.localDescription.sdp, unchanged (the server checks much more than this).",
+        },
         "type": {"type": "string", "enum": ["offer"]},
         "id": _STREAM_ID,
     },
@@ -211,6 +225,16 @@ def _json(ref: str) -> dict[str, Any]:
 
 
 _LOCATION = {"Location": {"description": "/api/streams/<id>", "schema": {"type": "string"}}}
+
+
+def _stream_links(id_from: str) -> dict[str, Any]:
+    """OpenAPI links from a created stream to the routes that take its id (clients and schemathesis follow them)."""
+    ops = {"GetStream": "get", "RemoveStream": "delete"}
+    return {
+        name: {"operationRef": "#/paths/~1api~1streams~1{stream_id}/" + method, "parameters": {"stream_id": id_from}}
+        for name, method in ops.items()
+    }
+
 _WWW_AUTH = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
 
 # (method, path) -> (success status, success response, error statuses). Every documented operation is here.
@@ -228,7 +252,12 @@ _OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] 
     ("get", "/api/streams"): (200, {"description": "Every stream.", "content": _json("StreamList")}, _AUTH),
     ("post", "/api/streams"): (
         201,
-        {"description": "Added (a camera that is down is added too).", "content": _json("Stream"), "headers": _LOCATION},
+        {
+            "description": "Added (a camera that is down is added too).",
+            "content": _json("Stream"),
+            "headers": _LOCATION,
+            "links": _stream_links("$response.body#/id"),
+        },
         (*_JSON_BODY, 409, *_AUTH),
     ),
     ("get", "/api/streams/{stream_id}"): (200, {"description": "The stream.", "content": _json("Stream")}, (404, *_AUTH)),
@@ -249,7 +278,11 @@ _OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] 
     ("get", "/api/webrtc/config"): (200, {"description": "ICE servers and caps.", "content": _json("WebRtcConfig")}, _AUTH),
     ("post", "/api/webrtc/offer"): (
         200,
-        {"description": "The answer; the camera is now a stream.", "content": _json("WebRtcAnswer")},
+        {
+            "description": "The answer; the camera is now a stream.",
+            "content": _json("WebRtcAnswer"),
+            "links": _stream_links("$response.body#/stream"),
+        },
         (*_JSON_BODY, 409, *_AUTH),
     ),
 }
