@@ -27,9 +27,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stream.config import Config
 from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.server import protocol
+from stream.server.docs_pages import DOCS_CSP, docs_page
 from stream.server.methods import HeadMiddleware, allowed_methods, request_method
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
-from stream.server.openapi import DOCS_CSP, docs_page, install_openapi
+from stream.server.openapi import install_openapi
 from stream.server.preview import PreviewResponse, PreviewViewers, mjpeg_frames, snapshot_jpeg
 from stream.server.security import Security, is_local_source, json_media_type
 from stream.server.ws import Session, SessionLimits, Sessions
