@@ -187,11 +187,13 @@ async def test_head_answers_like_get(recognizer):
 
 
 async def test_head_on_the_mjpeg_preview_returns(recognizer, video):
-    """HEAD on a live stream's preview.mjpg ends after the headers instead of streaming forever."""
+    """HEAD on a live stream's preview.mjpg ends after the headers instead of streaming forever, and frees its viewer slot."""
     async with api(recognizer, sources=[{"url": str(video), "id": "cam"}]) as client:
-        head = await asyncio.wait_for(client.head("/api/streams/cam/preview.mjpg"), 30)
-        assert head.status_code == 200 and head.content == b""
-        assert head.headers["content-type"].startswith("multipart/x-mixed-replace")
+        for _ in range(3):  # more than one: a slot that leaked would show as active below
+            head = await asyncio.wait_for(client.head("/api/streams/cam/preview.mjpg"), 30)
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-type"].startswith("multipart/x-mixed-replace")
+        assert client.app.state.runtime.metrics.previews.active == 0
 
 
 # --------------------------------------------------------------------- schemathesis against a real server
