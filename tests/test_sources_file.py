@@ -201,7 +201,7 @@ async def test_previews_and_clip_assembly_convert_safely_beside_the_reader(clip:
 
 
 async def test_rotated_file_reaches_the_sink_upright(tmp_path) -> None:
-    """A file with a 90-degree display matrix: frames and snapshots are upright (white half at the bottom)."""
+    """A file with a 90-degree display matrix: frames, snapshots and the size in its status are upright."""
     import av
 
     from stream.sources._av import display_size
@@ -209,11 +209,14 @@ async def test_rotated_file_reaches_the_sink_upright(tmp_path) -> None:
 
     path = make_halves_video(tmp_path / "phone.mp4", width=64, height=32, fps=10, seconds=0.5, rotation=90)
     sink = MemorySink(capacity=100)
-    source = FileSource("f", str(path), sink, half_size, options=replace(FAST, loop=False))
+    statuses = []
+    source = FileSource("f", str(path), sink, half_size, statuses.append, options=replace(FAST, loop=False))
     await source.start()
     await wait_until(lambda: source.state is SourceState.STOPPED, 5, "end of file")
     frames = sink.frames()
     assert frames and all(f.image.shape == (32, 16, 3) for f in frames)
+    live = [st.reason for st in statuses if st.state is SourceState.LIVE]
+    assert live and "receiving 32x64 video" in live[0], live  # width x height as shown, not as stored
     image = frames[0].image.astype(float)
     assert image[-12:].mean() > 200 and image[:12].mean() < 50
     snap = source.snapshot()

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import av.error
 
-from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
+from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, display_size, open_video
 from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback
 from stream.sources.threaded import ThreadedSource
 from stream.sources.errors import FatalSourceError, InvalidSource
@@ -106,7 +106,7 @@ class FileSource(ThreadedSource):
                     last_ts = ts
                     shown += 1
                     self._keep_latest(frame, av_to_rgb, ts)
-                    if self._admit(ts, (frame.height, frame.width)):
+                    if self._admit(ts, display_size(frame)):
                         self._push_decoded(frame, av_to_rgb, ts)
             except av.error.FFmpegError as exc:
                 raise classify_av_error(exc, self.display, network=False, reading=True, timeout_s=0.0) from None

@@ -9,7 +9,7 @@ import av.error
 
 from stream import clock
 from stream.clock import PtsClock
-from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, open_video
+from stream.sources._av import av_to_rgb, classify_av_error, close_quietly, display_size, open_video
 from stream.sources.base import FrameSink, SizeFor, SourceOptions, StatusCallback
 from stream.sources.threaded import ThreadedSource
 from stream.sources.errors import InvalidSource
@@ -131,7 +131,7 @@ class NetworkSource(ThreadedSource):
                 for frame in frames:
                     ts = self._pts_clock.stamp(frame.time, clock.now())
                     self._keep_latest(frame, av_to_rgb, ts)
-                    if self._admit(ts, (frame.height, frame.width)):
+                    if self._admit(ts, display_size(frame)):
                         self._push_decoded(frame, av_to_rgb, ts)
                 self._check_watchdog()
         except av.error.FFmpegError as exc:

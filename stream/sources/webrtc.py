@@ -15,7 +15,7 @@ from typing import Any
 
 from stream import clock
 from stream.sources.base import FrameSink, SizeFor, Source, SourceOptions, StatusCallback
-from stream.sources._av import av_to_rgb
+from stream.sources._av import av_to_rgb, display_size
 from stream.types import SourceState
 
 __all__ = ["TrackSource"]
@@ -70,7 +70,7 @@ class TrackSource(Source):
                     continue
                 ts = clock.now()
                 self._keep_latest(frame, av_to_rgb, ts)
-                if self._admit(ts, (frame.height, frame.width)):
+                if self._admit(ts, display_size(frame)):
                     self._push_decoded(frame, av_to_rgb, ts)
         except MediaStreamError:
             self._set_state(SourceState.STOPPED, "the browser closed the connection")
