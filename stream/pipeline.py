@@ -22,7 +22,17 @@ from stream.live import LiveStream, StreamInfo
 from stream.model.recognizer import Recognizer
 from stream.ring import FrameRing, ring_capacity
 from stream.scheduler import InferenceScheduler
-from stream.sources import FrameSink, InvalidSource, SizeFor, Source, SourceOptions, StatusCallback, describe_source, open_source
+from stream.sources import (
+    FrameSink,
+    InvalidSource,
+    SizeFor,
+    Source,
+    SourceOptions,
+    StatusCallback,
+    describe_source,
+    mask_url,
+    open_source,
+)
 from stream.types import Prediction, SourceState, StreamStatus
 
 __all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
@@ -115,11 +125,17 @@ class Pipeline:
         if isinstance(url, int) or str(url).isdigit():
             base = f"cam{url}"
         else:
-            text = str(url)
-            parts = urlsplit(text)
-            base = parts.hostname if parts.scheme and parts.hostname else Path(parts.path or text).stem or "stream"
-            if parts.hostname and parts.path.strip("/"):
-                base = f"{parts.hostname}-{Path(parts.path).stem}"
+            # From the masked URL: the id is shown everywhere, and with an unencoded
+            # '/' in a password the parser would take part of the password for the host.
+            text = mask_url(str(url))
+            try:
+                parts = urlsplit(text)
+                host = parts.hostname
+            except ValueError:  # e.g. an unbalanced '[' (bad IPv6 literal)
+                parts, host = urlsplit(""), None
+            base = host if parts.scheme and host else Path(parts.path or text).stem or "stream"
+            if host and parts.path.strip("/"):
+                base = f"{host}-{Path(parts.path).stem}"
         base = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-.")[:48] or "stream"
         candidate, n = base, 2
         while candidate in self._streams:

@@ -149,6 +149,9 @@ async def test_duplicate_id_and_generated_ids(recognizer, video):
             await pipe.add_stream(str(video), stream_id="clip")
         info = await pipe.add_stream("rtsp://user:secret@127.0.0.1:9/cam")
         assert "secret" not in info.url and info.id == "127.0.0.1-cam"
+        # An unencoded '/' in a password: the id comes from the real host, never the password.
+        info = await pipe.add_stream("rtsp://admin:SECRET9/x@127.0.0.1:9/door")
+        assert "SECRET9" not in info.id + info.url and info.id == "127.0.0.1-door"
 
 
 async def test_shutdown_leaves_no_threads(recognizer, video):
