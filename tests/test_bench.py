@@ -12,20 +12,21 @@ from stream.cli import main
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_quick_bench_reports_every_section(tmp_path, capsys):
     """`python -m stream bench --quick` prints each section's table and writes finite, plausible figures."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--runs", "1", "--e2e-seconds", "2.5", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    for title in ("1. preprocessing", "2. model per clip", "3. ingest", "4. end to end", "5. memory", "6. CUDA"):
+    titles = ("1. preprocessing", "2. model per clip", "3. ingest", "4. end to end", "5. memory", "6. CUDA", "7. HTTP", "8. large")
+    for title in titles:
         assert title in printed, title
     assert "targets:" in printed
 
     report = json.loads(out.read_text())
     sections = {s["key"]: s for s in report["sections"]}
-    assert set(sections) == {"preprocess", "model", "ingest", "e2e", "memory", "cuda"}
-    for key in ("preprocess", "model", "ingest", "e2e", "memory"):
+    assert set(sections) == {"preprocess", "model", "ingest", "e2e", "memory", "cuda", "http", "large"}
+    for key in ("preprocess", "model", "ingest", "e2e", "memory", "http", "large"):
         assert sections[key]["skipped"] is None, (key, sections[key]["skipped"])
         assert sections[key]["rows"], key
 
@@ -52,6 +53,12 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     memory = sections["memory"]["metrics"]
     assert 0 < memory["ring_default_bytes"] <= 64 * 2**20
     assert memory["peak_rss_bytes"] > 0
+
+    http = sections["http"]["metrics"]
+    assert http["requests"] > 0 and http["nodelay_ms"]["median"] > 0 and http["nagle_ms"]["median"] > 0
+
+    large = sections["large"]["metrics"]
+    assert large and all(m["decoder_mib"] > 0 and m["threads"] >= 1 for m in large.values())
 
     cuda = sections["cuda"]
     import torch
