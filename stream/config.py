@@ -118,7 +118,10 @@ class ServerConfig(_Strict):
     allow_local_sources: bool = Field(False, description="Let API clients add files and devices, not just URLs.")
     max_streams: int = Field(16, ge=1, le=1024, description="Most streams at once.")
     max_subscribers: int = Field(64, ge=1, le=10000, description="Most websocket clients at once.")
-    allowed_origins: list[str] = Field(default_factory=list, description="Extra Origins allowed on websockets.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra Origins allowed on websockets and on state-changing requests (POST/DELETE) from browsers.",
+    )
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for WebRTC; empty = none.")
     max_webrtc_streams: int = Field(4, ge=0, le=256, description="Most browser-camera streams at once.")
     ice_host_addresses: list[str] = Field(
