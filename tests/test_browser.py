@@ -15,7 +15,7 @@ import pytest
 from tests.support.browser import (  # noqa: F401 (server_logs_on_failure: an autouse fixture)
     bars,
     card,
-    launch_chromium,
+    chromium_session,
     open_page,
     require_browser,
     screenshot,
@@ -37,7 +37,7 @@ CONFIG = {
 # A crash of the server (say a segfault in native code) leaves every thread's stack in its log.
 ENV = {"PYTHONFAULTHANDLER": "1"}
 
-sync_api = require_browser()
+require_browser()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -51,12 +51,8 @@ def clip(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_session() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.browser import launch_chromium, require_browser
+from tests.support.browser import chromium_session, require_browser
 from tests.support.server import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 TOKEN = "browser-docs-token"
-sync_api = require_browser()
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,8 @@ def server(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_session() as chromium:
+        yield chromium
 
 
 def _visit(browser, url: str):

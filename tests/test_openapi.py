@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import sys
 
-import httpx
 import pytest
 
 from stream.config import LabelConfig, validate_config
 from stream.ids import STREAM_ID_PATTERN
 from stream.pipeline import Pipeline
-from stream.server.app import WEB_DIR, create_app
+from stream.server.app import WEB_DIR
 from stream.sources import SourceOptions
-from tests.support.server import REPO_ROOT, serving, test_config
+from tests.support.server import asgi_api, REPO_ROOT, serving, test_config
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 TOKEN = "docs-token-123"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
-@contextlib.asynccontextmanager
-async def api(recognizer, *, server=None, token=None, sources=()):
-    """An httpx client on a fresh app (ASGI, the app's real lifespan)."""
-    cfg = validate_config(test_config(sources, {"server": server or {}}))
-    app = create_app(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token)
-    app.state.runtime.security.set_address("127.0.0.1", 80)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            client.app = app
-            yield client
+api = asgi_api  # an httpx client on a fresh app over ASGI, its real lifespan around the block
 
 
 def _operations(schema):

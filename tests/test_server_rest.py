@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import httpx
 import pytest
 
-from stream.config import validate_config
-from stream.pipeline import Pipeline
-from stream.server.app import create_app
-from stream.sources import SourceOptions
-from tests.support.server import test_config
+from tests.support.server import asgi_api
 
 JSON = {"Content-Type": "application/json"}
-FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 CAMERA = "rtsp://user:secret@127.0.0.1:9/x"  # nothing listens on port 9: a camera that is down
 
 
-@contextlib.asynccontextmanager
-async def api(recognizer, *, sources=(), server=None, token=None):
-    """An httpx client talking to a fresh app whose lifespan (pipeline start/stop) runs around the block."""
-    cfg = validate_config(test_config(sources, {"server": server or {}}))
-    app = create_app(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token)
-    app.state.runtime.security.set_address("127.0.0.1", 80)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            client.app = app
-            yield client
+api = asgi_api  # an httpx client on a fresh app over ASGI, its real lifespan around the block
 
 
 def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:

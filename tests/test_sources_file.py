@@ -170,7 +170,6 @@ async def test_previews_and_clip_assembly_convert_safely_beside_the_reader(clip:
     would take the whole test process down without the source's conversion lock.
     """
     import threading
-    import time
 
     sink = MemorySink(capacity=1000)
     source = open_source("f", clip, sink, half_size, None, FAST)  # every frame admitted: the reader converts all

@@ -7,9 +7,10 @@ that Chromium and Playwright are there (``require_browser``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ __all__ = [
     "CHROMIUM_ARGS",
     "bars",
     "card",
+    "chromium_session",
     "launch_chromium",
     "open_page",
     "require_browser",
@@ -67,6 +69,19 @@ def server_logs_on_failure(request):
 def launch_chromium(playwright, extra_args: Iterable[str] = ()):
     """Debian's Chromium with the offline flags (plus ``extra_args``)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@contextlib.contextmanager
+def chromium_session(extra_args: Iterable[str] = ()) -> Iterator:
+    """Playwright plus one launched Chromium, closed at the end (for a module-scoped ``browser`` fixture)."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright, extra_args)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 def open_page(browser, url: str, *, width: int = 1366, height: int = 900, color_scheme: str = "light", init_script: str | None = None):

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["REPO_ROOT", "ServerProcess", "InProcessServer", "start_server", "serving", "test_config"]
+__all__ = ["REPO_ROOT", "ServerProcess", "InProcessServer", "asgi_api", "start_server", "serving", "test_config"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(r"serving on (http://127\.0\.0\.1:(\d+))/")
@@ -167,3 +167,28 @@ async def serving(
             await asyncio.wait_for(task, 15)
         finally:
             sock.close()
+
+
+@contextlib.asynccontextmanager
+async def asgi_api(recognizer, *, sources: Iterable[Mapping] = (), server: Mapping | None = None, token: str | None = None):
+    """An httpx client on a fresh app over ASGI (no socket); the app's real lifespan runs around the block.
+
+    Sources get short timeouts, so a camera that is down retries quickly. The
+    client's ``app`` attribute is the app, for tests that look inside.
+    """
+    import httpx
+
+    from stream.config import validate_config
+    from stream.pipeline import Pipeline
+    from stream.server.app import create_app
+    from stream.sources import SourceOptions
+
+    fast = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
+    cfg = validate_config(test_config(sources, {"server": dict(server or {})}))
+    app = create_app(Pipeline(recognizer, cfg, source_options=fast), cfg, token=token)
+    app.state.runtime.security.set_address("127.0.0.1", 80)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            client.app = app
+            yield client
