@@ -18,17 +18,16 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stream.config import Config
 from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.server import protocol
 from stream.server.docs_pages import DOCS_CSP, docs_page
-from stream.server.methods import HeadMiddleware, allowed_methods, request_method
+from stream.server.errors import ApiError, error_response, install_error_handlers
+from stream.server.methods import HeadMiddleware
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stream.server.openapi import install_openapi
 from stream.server.preview import PreviewResponse, PreviewViewers, mjpeg_frames, snapshot_jpeg
@@ -44,29 +43,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    """A client-caused problem: becomes ``{"error": {"code", "message"}}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-
 
 @dataclass
 class Runtime:
@@ -80,54 +56,6 @@ class Runtime:
     closing: asyncio.Event
     add_lock: asyncio.Lock
     webrtc: WebRtcGateway
-
-
-def _error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    # Never echo the input: it may be a URL with a password in it.
-    return scrub(f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid")))
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error_response(exc.status, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(protocol.ProtocolError)
-    async def _protocol_error(request: Request, exc: protocol.ProtocolError) -> JSONResponse:
-        return _error_response(400, exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(400, "bad_request", _validation_message(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"nothing at {request.url.path}; the API is under /api (see docs/protocol.md)"
-        headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:
-            # Starlette's Allow names only the first route that matched the path (GET, not POST too).
-            allow = allowed_methods(request.app, request.scope)
-            message = f"{request_method(request.scope)} is not allowed on {request.url.path}; use {', '.join(allow)}"
-            headers = {**(headers or {}), "Allow": ", ".join(allow)}
-        return _error_response(exc.status_code, code, message, headers)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        # Only our own bugs end up here; the pipeline keeps running regardless.
-        log.error("error handling %s %s: %s", request.method, request.url.path, scrub(repr(exc)), exc_info=exc)
-        return _error_response(500, "internal", "internal server error; the server log has the details")
 
 
 def _runtime(request: Request) -> Runtime:
@@ -249,7 +177,7 @@ def create_app(
         middleware=[Middleware(HeadMiddleware)],
     )
     app.state.runtime = rt
-    _install_error_handlers(app)
+    install_error_handlers(app)
     _add_api_routes(app)
     _add_stream_routes(app)
     _add_webrtc_routes(app)
@@ -432,7 +360,7 @@ def _add_websocket(app: FastAPI) -> None:
 async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
     """Refuse the handshake with an HTTP status and our JSON error body (plain 403 if unsupported)."""
     try:
-        await websocket.send_denial_response(_error_response(status, code, message))
+        await websocket.send_denial_response(error_response(status, code, message))
     except RuntimeError:
         await websocket.close(1008)
 
