@@ -79,6 +79,10 @@ def test_scrub_keeps_plain_text_and_is_idempotent() -> None:
         assert mask_url(shown) == shown
         once = scrub(f"malformed URL {mask_url(url)!r}: percent-encode '@' (%40)")
         assert scrub(once) == once
+        # A source's reason is built from the masked URL and scrubbed again on its way out:
+        # the words after an unquoted URL survive (a query secret's mask ate the colon once).
+        reason = f"connection refused by {mask_url(url)}: is the camera or server running?"
+        assert scrub(reason) == reason
 
 
 @pytest.mark.parametrize(("url", "secret", "shown"), PASSWORDS + QUERIES)

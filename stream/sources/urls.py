@@ -51,9 +51,11 @@ _URL_START = re.compile(
 # X-Amz-Security-Token, X-Goog-Signature, sig, api_key, session ids).
 _SECRET_WORDS = r"token|secret|sig|pass|pwd|key|auth|credential|session|jwt|ticket"
 _SECRET_KEY = rf"(?P<key>[?&;#][\w.%\-]*(?:{_SECRET_WORDS})[\w.%\-]*=)"
-# In one URL a value runs to the next parameter; in prose also to whitespace.
+# In one URL a value runs to the next parameter; in prose also to whitespace,
+# less a ':', ',' or ')' that ends the word ("refused by rtsp://cam/x?sig=***: is
+# it running?" must keep its colon when scrubbed again).
 _SECRET_PARAM_URL = re.compile(_SECRET_KEY + r"(?P<value>[^&#;]*)", re.IGNORECASE)
-_SECRET_PARAM_TEXT = re.compile(_SECRET_KEY + r"(?P<value>[^&#;\s]*)", re.IGNORECASE)
+_SECRET_PARAM_TEXT = re.compile(_SECRET_KEY + r"(?P<value>[^&#;\s]*?)(?=[:,)]*(?:\s|$)|[&#;])", re.IGNORECASE)
 # "host:port" with something other than a port after the colon, and no '@':
 # a password whose '@' was lost or lies past a space ("rtsp://admin:my pass@cam").
 _BROKEN_USERINFO = re.compile(r"(?P<user>[^:/?#\[\]@\s]*):(?!\d*(?:[/?#]|$))")
