@@ -73,6 +73,9 @@ class HubMessage:
     stream_id: str
     payload: Payload
     dropped: int = 0
+    # The hub's publish number: increases by one per message, and across restarts
+    # when the hub starts after the highest one stored (Hub(first_seq=...)).
+    seq: int = 0
 
 
 def _frozen(values: Iterable | None, what: str) -> frozenset | None:
@@ -305,12 +308,16 @@ class Subscription:
 class Hub:
     """Fan-out of labels, events and status to subscribers; publishing never blocks."""
 
-    def __init__(self, label_backlog: int = 1, event_backlog: int = 256, max_dropped_in_row: int = 1000) -> None:
+    def __init__(
+        self, label_backlog: int = 1, event_backlog: int = 256, max_dropped_in_row: int = 1000, *, first_seq: int = 0
+    ) -> None:
+        if first_seq < 0:
+            raise ValueError(f"first_seq must not be negative, got {first_seq}")
         self._label_backlog = label_backlog
         self._event_backlog = event_backlog
         self._max_dropped_in_row = max_dropped_in_row
         self._subs: dict[Subscription, None] = {}  # insertion-ordered set
-        self._seq = 0
+        self._seq = first_seq  # the first message published gets first_seq + 1
         self._published = {kind: 0 for kind in MessageKind}
         self._retired_drops = 0
         # Latest per stream, for snapshots to late joiners (insertion = first seen).
@@ -344,24 +351,27 @@ class Hub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def _publish(self, msg: HubMessage) -> None:
+    @property
+    def seq(self) -> int:
+        """The seq of the latest message published (first_seq before any)."""
+        return self._seq
+
+    def _publish(self, kind: MessageKind, stream_id: str, payload: Payload) -> HubMessage:
         self._seq += 1
-        self._published[msg.kind] += 1
+        msg = HubMessage(kind, stream_id, payload, seq=self._seq)
+        self._published[kind] += 1
         for sub in self._subs:
             sub._offer(self._seq, msg)
+        return msg
 
     def publish_labels(self, pred: Prediction) -> None:
-        msg = HubMessage(MessageKind.LABELS, pred.stream_id, pred)
-        self._latest_labels[pred.stream_id] = msg
-        self._publish(msg)
+        self._latest_labels[pred.stream_id] = self._publish(MessageKind.LABELS, pred.stream_id, pred)
 
     def publish_event(self, ev: LabelEvent) -> None:
-        self._publish(HubMessage(MessageKind.EVENT, ev.stream_id, ev))
+        self._publish(MessageKind.EVENT, ev.stream_id, ev)
 
     def publish_status(self, st: StreamStatus) -> None:
-        msg = HubMessage(MessageKind.STATUS, st.stream_id, st)
-        self._latest_status[st.stream_id] = msg
-        self._publish(msg)
+        self._latest_status[st.stream_id] = self._publish(MessageKind.STATUS, st.stream_id, st)
 
     def forget(self, stream_id: str) -> None:
         """Drop a removed stream's latest status and labels from snapshots."""

@@ -32,7 +32,11 @@ import numpy as np
 from stream.config import LabelConfig
 from stream.types import EventKind, LabelEvent, Prediction
 
-__all__ = ["LabelTracker"]
+__all__ = ["END_SCORE_DROPPED", "END_STREAM_LOST", "LabelTracker"]
+
+# end_reason values of ENDs (stream.events.EndReason has the full list).
+END_SCORE_DROPPED = "score_dropped"
+END_STREAM_LOST = "stream_lost"
 
 
 @dataclasses.dataclass(slots=True)
@@ -43,6 +47,7 @@ class _Open:
     index: int
     start: float
     peak: float
+    peak_ts: float
     last_emit: float
 
 
@@ -75,6 +80,7 @@ class LabelTracker:
         self._clock = clock
         self._prefix = id_prefix if id_prefix is not None else f"{stream_id}:{secrets.token_hex(4)}"
         self._counter = 0
+        self.close_reason = END_STREAM_LOST  # the end_reason close() gives; the pipeline sets it before a deliberate stop
         self._smoothed: np.ndarray | None = None
         self._open: dict[int, _Open] = {}  # label index -> open occurrence
 
@@ -125,10 +131,11 @@ class LabelTracker:
         for index in sorted(self._open):
             occ = self._open[index]
             score = float(s[index])
-            occ.peak = max(occ.peak, score)
+            if score > occ.peak:
+                occ.peak, occ.peak_ts = score, now
             if score < cfg.exit:
                 del self._open[index]
-                ends.append(self._event(EventKind.END, occ, score, ts=now, end=now))
+                ends.append(self._event(EventKind.END, occ, score, ts=now, end=now, reason=END_SCORE_DROPPED))
             elif now - occ.last_emit >= cfg.update_interval_s:
                 occ.last_emit = now
                 updates.append(self._event(EventKind.UPDATE, occ, score, ts=now))
@@ -141,28 +148,34 @@ class LabelTracker:
             # (it just fell below exit <= enter): no double handling needed.
             self._counter += 1
             score = float(s[index])
-            occ = _Open(id=f"{self._prefix}:{self._counter}", index=index, start=now, peak=score, last_emit=now)
+            occ = _Open(id=f"{self._prefix}:{self._counter}", index=index, start=now, peak=score, peak_ts=now, last_emit=now)
             self._open[index] = occ
             starts.append(self._event(EventKind.START, occ, score, ts=now))
         return ends + starts + updates
 
-    def close(self, ts: float | None = None) -> list[LabelEvent]:
+    def close(self, ts: float | None = None, reason: str | None = None) -> list[LabelEvent]:
         """End every open event (the stream stopped) and forget the smoothed scores.
 
-        Forgetting them means a stream that comes back starts from its first
+        The ENDs carry ``reason`` as their end_reason, default :attr:`close_reason`
+        ("stream_lost"; the pipeline sets "stream_removed" or "server_stopped"
+        before it stops a stream on purpose). Forgetting the scores means a stream that comes back starts from its first
         new clip rather than from scores of a scene that may have changed.
         """
         now = self._clock() if ts is None else ts
         scores = self._smoothed
+        why = reason or self.close_reason
         ends = [
-            self._event(EventKind.END, occ, float(scores[index]), ts=now, end=now)
+            self._event(EventKind.END, occ, float(scores[index]), ts=now, end=now, reason=why)
             for index, occ in sorted(self._open.items())
         ]
         self._open.clear()
         self._smoothed = None
         return ends
 
-    def _event(self, kind: EventKind, occ: _Open, score: float, *, ts: float, end: float | None = None) -> LabelEvent:
+    def _event(
+        self, kind: EventKind, occ: _Open, score: float, *, ts: float, end: float | None = None, reason: str | None = None
+    ) -> LabelEvent:
+        peak_ts = occ.peak_ts if occ.peak >= score else ts
         return LabelEvent(
             id=occ.id,
             kind=kind,
@@ -173,4 +186,6 @@ class LabelTracker:
             start=occ.start,
             end=end,
             ts=ts,
+            peak_ts=peak_ts,
+            end_reason=reason,
         )

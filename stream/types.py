@@ -87,6 +87,10 @@ class LabelEvent:
     start: float  # monotonic time the label started
     end: float | None  # monotonic time it ended; None while it lasts
     ts: float  # monotonic time of this event
+    peak_ts: float | None = None  # monotonic time the smoothed score reached peak_score
+    # On an END: why it ended, "score_dropped" (below labels.exit) or, for an event the
+    # tracker closed (stream stopped or lost), the tracker's close reason; None otherwise.
+    end_reason: str | None = None
 
 
 class SourceState(str, enum.Enum):
