@@ -146,6 +146,15 @@ class ServerConfig(_Strict):
     api_docs: bool = Field(
         False, description="Serve the interactive API docs at /docs and /redoc (under the token, like the API)."
     )
+    data_dir: str = Field(
+        "data",
+        min_length=1,
+        max_length=4096,
+        description=(
+            "Folder of the event database (events.db) and the streams added through the API; relative paths are "
+            "relative to the current directory. Created with mode 0700: it holds camera URLs with their passwords."
+        ),
+    )
 
 
 class IngestConfig(_Strict):

@@ -2,6 +2,11 @@
 
 This is what the server calls: add and remove streams while running, list
 them with their figures, and shut everything down in order.
+
+With an event store (``Pipeline(..., store=EventStore.open(...))``) every
+label event is written to it, and streams added with ``persist=True`` (the
+server's POST /api/streams) are stored and started again by the next
+:meth:`Pipeline.start`. Without one (library use) nothing touches the disk.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from stream import clock
 from stream.config import Config, LabelConfig
+from stream.events.types import EndReason, StoredStream
 from stream.hub import Hub
 from stream.ids import STREAM_ID_RULE, is_valid_stream_id
 from stream.labels import LabelTracker
@@ -34,6 +41,9 @@ from stream.sources import (
     open_source,
 )
 from stream.types import Prediction, SourceState, StreamStatus
+
+if TYPE_CHECKING:
+    from stream.events.store import EventStore
 
 __all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
 
@@ -75,10 +85,14 @@ class Pipeline:
         *,
         hub: Hub | None = None,
         source_options: SourceOptions | None = None,
+        store: EventStore | None = None,
     ) -> None:
         self.recognizer = recognizer
         self.config = config
-        self.hub = hub or Hub()
+        self.store = store
+        # Seqs go on from the highest one stored, so they increase across restarts.
+        self.hub = hub or Hub(first_seq=store.last_seq if store is not None else 0)
+        self._store_sub = None
         self.source_options = source_options or SourceOptions()
         self.num_frames = config.window.frames or recognizer.num_frames
         self.scheduler = InferenceScheduler(
@@ -99,9 +113,32 @@ class Pipeline:
         if self._started:
             return
         self._started = True
+        if self.store is not None:
+            from stream.events.subscriber import StoreSubscriber
+
+            # Subscribed before any stream starts: no event can be missed.
+            self._store_sub = StoreSubscriber(self.hub, self.store)
+            self._store_sub.start()
         self.scheduler.start()
         for src in self.config.sources:
             await self.add_stream(src.url, stream_id=src.id, max_fps=src.max_fps, loop=src.loop, labels=src.labels)
+        if self.store is not None:
+            await self._restore_streams()
+
+    async def _restore_streams(self) -> None:
+        """Start the streams the API added before the last stop (after the config's, which win a clash)."""
+        for stored in await self.store.aread(_stored_streams):
+            if stored.id in self._streams:
+                log.warning("stored stream %s is not started: the config has a stream with that id", stored.id)
+                continue
+            if len(self._streams) >= self.config.server.max_streams:
+                log.warning("stored stream %s is not started: server.max_streams (%s) is reached", stored.id, self.config.server.max_streams)
+                continue
+            labels = LabelConfig(**stored.labels) if stored.labels else None
+            try:
+                await self.add_stream(stored.url, stream_id=stored.id, max_fps=stored.max_fps, loop=stored.loop, labels=labels)
+            except (ValueError, StreamExists) as exc:
+                log.warning("stored stream %s could not be started: %s", stored.id, exc)
 
     async def stop(self) -> None:
         """Stop every stream (ending open events), then inference. Idempotent."""
@@ -110,8 +147,13 @@ class Pipeline:
         self._closed = True
         streams = list(self._streams.values())
         self._streams.clear()
+        for s in streams:
+            s.tracker.close_reason = EndReason.SERVER_STOPPED.value
         await asyncio.gather(*(s.stop("server shutting down") for s in streams), return_exceptions=True)
         await self.scheduler.stop()
+        if self._store_sub is not None:
+            # The ends just published reach the writer's queue; the store's owner closes it (drains).
+            await self._store_sub.stop()
 
     async def __aenter__(self) -> "Pipeline":
         await self.start()
@@ -176,12 +218,15 @@ class Pipeline:
         max_fps: float | None = None,
         loop: bool = True,
         labels: LabelConfig | None = None,
+        persist: bool = False,
     ) -> StreamInfo:
         """Start a stream from a URL, device or file.
 
         A source that can never work (malformed URL, unknown scheme, missing
         file) is still added, as a failed stream with the reason, so it shows up
-        where people look; the other streams are not affected.
+        where people look; the other streams are not affected. ``persist``
+        (the API's streams) stores it, if there is a store, so that the next
+        start brings it back; it is stored before this returns.
         """
         self._check_open()
         async with self._lock:
@@ -202,10 +247,19 @@ class Pipeline:
         except InvalidSource as exc:
             log.warning("stream %s: %s", sid, exc)
             stream.fail(str(exc))
+            await self._persist(persist, sid, url, max_fps, loop, labels)
             return stream.info()
         await stream.start(source)
         log.info("stream %s added: %s", sid, shown)
+        await self._persist(persist, sid, url, max_fps, loop, labels)
         return stream.info()
+
+    async def _persist(self, persist: bool, sid: str, url: str | int, max_fps: float | None, loop: bool, labels: LabelConfig | None) -> None:
+        if not persist or self.store is None:
+            return
+        stored = StoredStream(sid, url, max_fps, loop, labels.model_dump() if labels is not None else None)
+        # Awaited: once the API answers 201 the stream survives a crash.
+        await _stored(self.store.put_stream(stored), f"stream {sid} could not be stored; it will not come back after a restart")
 
     async def add_source(
         self, factory: SourceFactory, *, stream_id: str | None = None, kind: str = "custom", url: str = "", labels: LabelConfig | None = None
@@ -225,7 +279,11 @@ class Pipeline:
             stream = self._streams.pop(stream_id, None)
         if stream is None:
             raise UnknownStream(stream_id)
+        stream.tracker.close_reason = EndReason.STREAM_REMOVED.value
         await stream.stop(reason)
+        if self.store is not None and not self.store.closed:
+            # Whatever its origin: a stored stream that was removed must not come back.
+            await _stored(self.store.delete_stream(stream_id), f"the removal of stream {stream_id} could not be stored")
         if stream.reason != "removed":
             # Whatever ended it before (a browser hanging up, a failure), subscribers
             # always learn the stream is gone from this one final status.
@@ -264,6 +322,22 @@ class Pipeline:
             raise RuntimeError("the pipeline is shut down")
         if not self._started:
             raise RuntimeError("start the pipeline first (await pipeline.start() or `async with`)")
+
+
+async def _stored(fut, failure: str) -> None:
+    """Wait for a store write; a failure is logged (the stream itself is fine), never raised into the API."""
+    from stream.events.types import StoreError
+
+    try:
+        await asyncio.wrap_future(fut)
+    except StoreError as exc:
+        log.error("%s: %s", failure, exc)
+
+
+def _stored_streams(conn) -> list[StoredStream]:
+    from stream.events.queries import list_streams
+
+    return list_streams(conn)
 
 
 def _options_dict(options: SourceOptions) -> dict:

@@ -1,8 +1,9 @@
 """``python server.py``: read the config, check it is safe, bind, load the model, serve.
 
 The order is chosen so that cheap mistakes fail fast with one line and exit
-status 2: a bad config, a missing token for an exposed address and a port
-already in use are all found before the model (seconds) is loaded. The
+status 2: a bad config, a missing token for an exposed address, a port
+already in use and a damaged event database (or a data_dir that cannot be
+written) are all found before the model (seconds) is loaded. The
 socket is bound here rather than by uvicorn, so ``--port 0`` works and the
 printed address is the real one.
 """
@@ -262,6 +263,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cfg: Config, token: str | None, sock: socket.socket, log_level: str) -> int:
+    from stream.events import EventStore, StoreError
+
+    # The event store before the model: a damaged database or an unwritable
+    # data_dir is one line and exit 2 in a moment, not after seconds of loading.
+    try:
+        store = EventStore.open(cfg.server.data_dir)
+    except StoreError as exc:
+        return _fail(str(exc))
+    try:
+        return _run_with_store(cfg, token, sock, log_level, store)
+    finally:
+        # After the pipeline stopped (it ended the open events): drain the writer, close.
+        store.close()
+
+
+def _run_with_store(cfg: Config, token: str | None, sock: socket.socket, log_level: str, store) -> int:
     # Heavy imports (torch, transformers) only once the cheap checks passed.
     from stream.model import ModelUnavailableError, Recognizer
     from stream.pipeline import Pipeline
@@ -271,7 +288,7 @@ def _run(cfg: Config, token: str | None, sock: socket.socket, log_level: str) ->
         recognizer = Recognizer.from_config(cfg)
     except ModelUnavailableError as exc:
         return _fail(str(exc))
-    app = create_app(Pipeline(recognizer, cfg), cfg, token=token)
+    app = create_app(Pipeline(recognizer, cfg, store=store), cfg, token=token)
     bound_port = sock.getsockname()[1]
     app.state.runtime.security.set_address(cfg.server.host, bound_port)
     url = _url(cfg.server.host, bound_port)
