@@ -27,6 +27,7 @@ from stream.pipeline import Pipeline, StreamExists, UnknownStream
 from stream.server import protocol
 from stream.server.docs_pages import DOCS_CSP, docs_page
 from stream.server.errors import ApiError, error_response, install_error_handlers
+from stream.server.events_api import add_event_routes
 from stream.server.methods import HeadMiddleware
 from stream.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stream.server.openapi import install_openapi
@@ -180,6 +181,8 @@ def create_app(
     install_error_handlers(app)
     _add_api_routes(app)
     _add_stream_routes(app)
+    if pipeline.store is not None:  # the server always has one; library apps may not
+        add_event_routes(app, _authorized)
     _add_webrtc_routes(app)
     _add_websocket(app)
     _add_web(app, web_dir)
@@ -225,8 +228,9 @@ def _add_stream_routes(app: FastAPI) -> None:
                 limit = rt.config.server.max_streams
                 raise ApiError(409, "stream_limit", f"the server runs at most {limit} streams (server.max_streams); remove one first")
             try:
+                # persist: API streams come back after a restart (config and WebRTC ones do not).
                 info = await rt.pipeline.add_stream(
-                    req.url, stream_id=req.id, max_fps=req.max_fps, loop=req.loop, labels=req.labels
+                    req.url, stream_id=req.id, max_fps=req.max_fps, loop=req.loop, labels=req.labels, persist=True
                 )
             except StreamExists as exc:
                 raise ApiError(409, "stream_exists", str(exc)) from None
@@ -245,7 +249,7 @@ def _add_stream_routes(app: FastAPI) -> None:
 
     @app.delete("/api/streams/{stream_id}", status_code=204, tags=["streams"])
     async def remove_stream(stream_id: str, rt: Runtime = Depends(_authorized)) -> Response:
-        """Stop a stream; its open label events end."""
+        """Stop a stream; its open label events end, and an API stream is not started again after a restart."""
         try:
             await rt.pipeline.remove_stream(stream_id)
         except UnknownStream:

@@ -58,6 +58,20 @@ class _StreamCollector(Collector):
         hub = self._pipeline.hub.stats()
         yield GaugeMetricFamily("hub_subscribers", "Subscribers of the label hub (websocket clients).", value=hub.subscribers)
         yield CounterMetricFamily("hub_dropped_messages", "Messages subscribers lost by reading too slowly.", value=hub.dropped)
+        store = self._pipeline.store
+        if store is not None:
+            st = store.stats()
+            yield CounterMetricFamily("event_store_writes", "Writes the event store committed.", value=st.written)
+            yield CounterMetricFamily(
+                "event_store_queue_full", "Writes refused because the event store's queue was full (lost rows).", value=st.queue_full
+            )
+            yield CounterMetricFamily("event_store_write_errors", "Event store writes that failed in SQLite.", value=st.write_errors)
+            yield GaugeMetricFamily("event_store_queue_depth", "Writes waiting for the event store's writer.", value=st.queue_depth)
+            yield CounterMetricFamily(
+                "event_store_subscription_dropped",
+                "Hub messages the event store's subscription lost (an error: missing rows).",
+                value=st.subscription_dropped,
+            )
 
 
 class _ServerCollector(Collector):

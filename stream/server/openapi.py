@@ -145,7 +145,47 @@ _STREAM = {
     },
 }
 
+_UNIX_OR_NULL = {"type": ["number", "null"], "description": "Unix seconds; null while unknown or running."}
+_STORED_EVENT = {
+    "type": "object",
+    "description": "One occurrence of a label on a stream, as stored (docs/protocol.md, Events REST API).",
+    "required": [
+        "id", "stream", "label", "start", "end", "in_progress", "score", "peak_score", "peak_ts",
+        "has_clip", "has_snapshot", "end_reason", "seq", "url",
+    ],  # fmt: skip
+    "properties": {
+        "id": {"type": "string"},
+        "stream": {"type": "string"},
+        "label": {"type": "string"},
+        "start": {"type": "number", "description": "Unix seconds."},
+        "end": _UNIX_OR_NULL,
+        "in_progress": {"type": "boolean"},
+        "score": {"type": "number"},
+        "peak_score": {"type": "number"},
+        "peak_ts": _UNIX_OR_NULL,
+        "has_clip": {"type": "boolean"},
+        "has_snapshot": {"type": "boolean"},
+        "end_reason": {
+            "oneOf": [
+                {"type": "string", "enum": ["score_dropped", "stream_removed", "stream_lost", "server_stopped"]},
+                {"type": "null"},
+            ]
+        },
+        "seq": {"type": "integer", "minimum": 0},
+        "url": {"type": "string", "description": "/api/events/<id>"},
+    },
+}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
+    "StoredEvent": _STORED_EVENT,
+    "EventPage": {
+        "type": "object",
+        "required": ["events", "next_cursor"],
+        "properties": {
+            "events": {"type": "array", "items": {"$ref": _REF + "StoredEvent"}},
+            "next_cursor": {"type": ["string", "null"], "description": "Pass as ?cursor= for the next page; null on the last."},
+        },
+    },
     "Error": ERROR_SCHEMA,
     "LabelSettings": _LABELS,
     "AddStream": _ADD_STREAM,
@@ -201,15 +241,15 @@ COMPONENTS: dict[str, dict[str, Any]] = {
 
 _WHY = {
     400: "Bad request: malformed JSON, a wrong or missing field, a source that can never work, or an HTTP request "
-    "the server could not parse.",
+    "the server could not parse, or a bad query parameter (bad_request, bad_cursor).",
     401: "A token is required (`WWW-Authenticate: Bearer`).",
     403: "Refused: a non-localhost Host without a token (bad_host), a cross-site request (cross_site), or a file "
     "or device while server.allow_local_sources is false.",
-    404: "Unknown stream, or no frame yet.",
-    409: "The id is taken, or a stream limit is reached.",
+    404: "Unknown stream or event, or no frame yet.",
+    409: "The id is taken, a stream limit is reached, or the event is still running (event_in_progress).",
     413: "The request body is over 64 KiB.",
     415: "The body is not application/json.",
-    503: "The server is shutting down, or over its connection or preview limit.",
+    503: "The server is shutting down, over its connection or preview limit, or the event store cannot answer.",
 }
 
 # Statuses every request can get, whatever the route: the connection cap answers 503 before routing.
@@ -285,6 +325,17 @@ _OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] 
         },
         (*_JSON_BODY, 409, *_AUTH),
     ),
+    ("get", "/api/events"): (
+        200,
+        {"description": "A page of stored events, newest first.", "content": _json("EventPage")},
+        (400, *_AUTH),
+    ),
+    ("get", "/api/events/{event_id}"): (200, {"description": "The event.", "content": _json("StoredEvent")}, (404, *_AUTH)),
+    ("delete", "/api/events/{event_id}"): (
+        204,
+        {"description": "Deleted (a finished event; a running one is 409 event_in_progress)."},
+        (404, 409, *_AUTH),
+    ),
 }
 
 _BODIES = {("post", "/api/streams"): "AddStream", ("post", "/api/webrtc/offer"): "WebRtcOffer"}
@@ -302,9 +353,17 @@ def _responses(success: int, ok: dict[str, Any], errors: tuple[int, ...]) -> dic
 
 def _fix_parameters(op: dict[str, Any]) -> None:
     for param in op.get("parameters", ()):
-        if param.get("in") == "path" and param.get("name") == "stream_id":
+        if param.get("in") == "path" and param.get("name") in ("stream_id", "event_id"):
             # Any non-empty segment reaches the route (unknown ids are 404s); an empty one is another path.
-            param["schema"] = {"type": "string", "minLength": 1, "title": "Stream Id"}
+            title = param["name"].replace("_", " ").title()
+            param["schema"] = {"type": "string", "minLength": 1, "title": title}
+        elif param.get("in") == "query":
+            # A query parameter is absent or a value, never JSON null: drop FastAPI's `anyOf [..., null]`.
+            schema = param.get("schema", {})
+            variants = [v for v in schema.get("anyOf", ()) if v.get("type") != "null"]
+            if len(variants) == 1:
+                keep = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+                param["schema"] = {**variants[0], **keep}
 
 
 def _fix_operation(method: str, path: str, op: dict[str, Any]) -> None:

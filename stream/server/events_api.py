@@ -1,0 +1,123 @@
+"""The events REST API: ``GET /api/events``, ``GET /api/events/{id}``, ``DELETE /api/events/{id}``.
+
+Registered by :func:`add_event_routes` when the pipeline has an event store
+(the server always has one; an app built around a store-less pipeline has no
+such routes). Reads run on the store's own reader threads, the delete goes
+through its one writer. Errors use the API's one format (ApiError).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import Response
+
+from stream.events import MAX_LIMIT, EventQuery, StoredEvent, StoreError
+from stream.events.queries import get_event, query_events
+from stream.server.errors import ApiError
+
+__all__ = ["add_event_routes", "stored_event_json"]
+
+
+def _unix(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def stored_event_json(ev: StoredEvent) -> dict[str, Any]:
+    """A stored event for REST: its fields, times in Unix seconds, and its own URL."""
+    return {
+        "id": ev.id,
+        "stream": ev.stream,
+        "label": ev.label,
+        "start": _unix(ev.start),
+        "end": _unix(ev.end),
+        "in_progress": ev.end is None,
+        "score": round(float(ev.score), 4),
+        "peak_score": round(float(ev.peak_score), 4),
+        "peak_ts": _unix(ev.peak_ts),
+        "has_clip": ev.has_clip,
+        "has_snapshot": ev.has_snapshot,
+        "end_reason": ev.end_reason,
+        "seq": ev.seq,
+        "url": f"/api/events/{quote(ev.id, safe='')}",
+    }
+
+
+def _unknown(event_id: str) -> ApiError:
+    return ApiError(404, "unknown_event", f"no stored event with id {event_id!r}; GET /api/events lists them")
+
+
+def _unavailable(exc: StoreError) -> ApiError:
+    return ApiError(503, "store_unavailable", f"the event store cannot answer now: {exc}")
+
+
+def _time(name: str, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ApiError(400, "bad_request", f"{name} must be a finite number of Unix seconds")
+    return value
+
+
+def add_event_routes(app: FastAPI, authorized) -> None:
+    """The routes, behind ``authorized`` (the API's Host/cross-site/token dependency)."""
+
+    def store_of(request: Request):
+        return request.app.state.runtime.pipeline.store
+
+    @app.get("/api/events", tags=["events"])
+    async def list_events(
+        request: Request,
+        stream: str | None = Query(None, min_length=1, max_length=200, description="Only this stream's events."),
+        label: str | None = Query(None, min_length=1, max_length=200, description="Only this label's events."),
+        after: float | None = Query(None, description="Started at or after this Unix time."),
+        before: float | None = Query(None, description="Started before this Unix time."),
+        min_score: float | None = Query(None, ge=0, le=1, description="Peak score at least this."),
+        in_progress: bool | None = Query(None, description="true: only running events; false: only ended ones."),
+        limit: int = Query(100, ge=1, le=MAX_LIMIT, description=f"Events per page, at most {MAX_LIMIT}."),
+        cursor: str | None = Query(None, min_length=1, max_length=1000, description="A page's next_cursor."),
+        rt: Any = Depends(authorized),
+    ) -> dict[str, Any]:
+        """Stored events, newest first (by start time, then id), a page at a time."""
+        try:
+            q = EventQuery(stream, label, _time("after", after), _time("before", before), min_score, in_progress, limit, cursor)
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        try:
+            page = await store_of(request).aread(query_events, q)
+        except ValueError as exc:  # a cursor that is not ours
+            raise ApiError(400, "bad_cursor", str(exc)) from None
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        return {"events": [stored_event_json(ev) for ev in page.events], "next_cursor": page.next_cursor}
+
+    @app.get("/api/events/{event_id}", tags=["events"])
+    async def get_stored_event(event_id: str, request: Request, rt: Any = Depends(authorized)) -> dict[str, Any]:
+        """One stored event."""
+        try:
+            ev = await store_of(request).aread(get_event, event_id)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        if ev is None:
+            raise _unknown(event_id)
+        return stored_event_json(ev)
+
+    @app.delete("/api/events/{event_id}", status_code=204, tags=["events"])
+    async def delete_event(event_id: str, request: Request, rt: Any = Depends(authorized)) -> Response:
+        """Delete a finished event; a running one is refused with 409 (it would be written again)."""
+        import asyncio
+
+        store = store_of(request)
+        try:
+            ev = await store.aread(get_event, event_id)
+            if ev is None:
+                raise _unknown(event_id)
+            if ev.in_progress:
+                raise ApiError(409, "event_in_progress", f"event {event_id!r} is still running; delete it once it has ended")
+            deleted = await asyncio.wrap_future(store.delete_event(event_id))
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        if not deleted:  # deleted meanwhile by another request
+            raise _unknown(event_id)
+        return Response(status_code=204)
