@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from stream.config import LabelConfig, validate_config
+from stream.events import EventStore
 from stream.ids import STREAM_ID_PATTERN
 from stream.pipeline import Pipeline
 from stream.server.app import WEB_DIR
@@ -257,11 +258,13 @@ async def _schemathesis_cli(base_url: str, token: str | None, tmp_path) -> tuple
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
 async def test_schemathesis_conformance(recognizer, token, tmp_path):
     """schemathesis finds no status, content type, header or body that disagrees with the schema, and no 5xx."""
-    cfg = validate_config(test_config((), {"server": {"allow_local_sources": False, "max_streams": 4}}))
-    async with serving(Pipeline(recognizer, cfg, source_options=FAST), cfg, token=token) as server:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        failures = await asyncio.to_thread(_known_cases, server.app.openapi(), server.url, headers)
-        status, output = await _schemathesis_cli(server.url, token, tmp_path)
+    data_dir = tmp_path / "data"  # the event store, so the events API is checked too
+    cfg = validate_config(test_config((), {"server": {"allow_local_sources": False, "max_streams": 4, "data_dir": str(data_dir)}}))
+    with EventStore.open(data_dir) as store:
+        async with serving(Pipeline(recognizer, cfg, source_options=FAST, store=store), cfg, token=token) as server:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            failures = await asyncio.to_thread(_known_cases, server.app.openapi(), server.url, headers)
+            status, output = await _schemathesis_cli(server.url, token, tmp_path)
     assert not failures, "\n\n".join(failures)
     assert status == 0, output[-12000:]
-    assert re.search(r"\b10 selected / 11 total\b", output), output[-3000:]  # every operation but PREVIEW
+    assert re.search(r"\b13 selected / 14 total\b", output), output[-3000:]  # every operation but PREVIEW

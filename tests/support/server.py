@@ -98,7 +98,10 @@ def start_server(
     n = next(_counter)
     tmp_path = Path(tmp_path)
     config_path = tmp_path / f"server-{n}.yaml"
-    config_path.write_text(yaml.safe_dump(test_config(sources, config)), encoding="utf-8")
+    data = test_config(sources, config)
+    # Never ./data in the repo: the event store goes under the test's tmp_path unless the test names one.
+    data["server"].setdefault("data_dir", str(tmp_path / "data"))
+    config_path.write_text(yaml.safe_dump(data), encoding="utf-8")
     log_path = tmp_path / f"server-{n}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     full_env.update(env or {})
@@ -170,12 +173,25 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def asgi_api(recognizer, *, sources: Iterable[Mapping] = (), server: Mapping | None = None, token: str | None = None):
+async def asgi_api(
+    recognizer,
+    *,
+    sources: Iterable[Mapping] = (),
+    server: Mapping | None = None,
+    token: str | None = None,
+    data_dir: str | Path | None = None,
+    config: Mapping | None = None,
+):
     """An httpx client on a fresh app over ASGI (no socket); the app's real lifespan runs around the block.
 
     Sources get short timeouts, so a camera that is down retries quickly. The
-    client's ``app`` attribute is the app, for tests that look inside.
+    client's ``app`` attribute is the app, for tests that look inside. With
+    ``data_dir`` the pipeline gets an event store there (closed after the
+    block, so a second ``asgi_api`` on it sees what the first wrote), and the
+    events API with it; ``config`` is merged into the test config.
     """
+    import asyncio
+
     import httpx
 
     from stream.config import validate_config
@@ -184,11 +200,20 @@ async def asgi_api(recognizer, *, sources: Iterable[Mapping] = (), server: Mappi
     from stream.sources import SourceOptions
 
     fast = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
-    cfg = validate_config(test_config(sources, {"server": dict(server or {})}))
-    app = create_app(Pipeline(recognizer, cfg, source_options=fast), cfg, token=token)
-    app.state.runtime.security.set_address("127.0.0.1", 80)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            client.app = app
-            yield client
+    cfg = validate_config(_merge(test_config(sources, {"server": dict(server or {})}), config or {}))
+    store = None
+    if data_dir is not None:
+        from stream.events import EventStore
+
+        store = EventStore.open(data_dir)
+    try:
+        app = create_app(Pipeline(recognizer, cfg, source_options=fast, store=store), cfg, token=token)
+        app.state.runtime.security.set_address("127.0.0.1", 80)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                client.app = app
+                yield client
+    finally:
+        if store is not None:
+            await asyncio.to_thread(store.close)
