@@ -102,3 +102,27 @@ def test_a_damaged_database_stops_the_server_with_one_line(tmp_path, tiny_model_
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"error: the event database {data / 'events.db'} is damaged or not a database")
     assert f"mv {data / 'events.db'} {data / 'events.db'}.bad" in lines[0]
+
+
+def _server(tmp_path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(test_config((), config)), encoding="utf-8")
+    cmd = [sys.executable, "server.py", "--config", str(path), "--device", "cpu", "--port", "0", *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_an_unusable_data_dir_is_one_line_before_the_model(tmp_path):
+    """A data_dir that cannot be created exits 2 with one line about server.data_dir, checked before the model is loaded."""
+    (tmp_path / "file").write_text("x")
+    proc = _server(tmp_path, {"server": {"data_dir": str(tmp_path / "file" / "data")}}, "--model", str(tmp_path / "no-model"))
+    assert proc.returncode == 2
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and "server.data_dir" in lines[0] and lines[0].startswith("error: cannot create the data folder"), lines
+
+
+def test_a_failed_start_leaves_no_data_folder(tmp_path):
+    """A start that fails on its model does not create data_dir: a new database is made only once the model loaded."""
+    data = tmp_path / "data"
+    proc = _server(tmp_path, {"server": {"data_dir": str(data)}}, "--model", str(tmp_path / "no-model"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not data.exists()

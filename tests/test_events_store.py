@@ -13,7 +13,7 @@ import pytest
 
 from stream.clock import to_wall
 from stream.config import LabelConfig
-from stream.events import EventQuery, EventStore, StoreError, StoredStream, StoreSubscriber, StoreUnreadable
+from stream.events import EventQuery, EventStore, StoreError, StoredStream, StoreSubscriber, StoreUnreadable, check_location
 from stream.events.schema import SCHEMA_VERSION
 from stream.hub import Hub
 from stream.labels import LabelTracker
@@ -122,6 +122,17 @@ def test_a_data_dir_that_cannot_be_made_is_one_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match=r"cannot create the data folder .*server\.data_dir"):
         EventStore.open(blocker / "data")
+
+
+def test_check_location_creates_nothing(tmp_path):
+    """check_location says whether events.db exists and refuses an unusable place, without creating anything."""
+    assert check_location(tmp_path / "a" / "b") is False and not (tmp_path / "a").exists()
+    with EventStore.open(tmp_path / "d"):
+        pass
+    assert check_location(tmp_path / "d") is True
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError, match="is not a folder"):
+        check_location(tmp_path / "f" / "data")
 
 
 # --------------------------------------------------------------------- rows

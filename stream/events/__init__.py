@@ -6,7 +6,7 @@ more hub subscriber (see :mod:`stream.events.subscriber`).
 
 from __future__ import annotations
 
-from stream.events.store import DB_NAME, EventStore
+from stream.events.store import DB_NAME, EventStore, check_location
 from stream.events.subscriber import StoreSubscriber
 from stream.events.types import (
     MAX_LIMIT,
@@ -33,4 +33,5 @@ __all__ = [
     "StoreUnreadable",
     "StoredEvent",
     "StoredStream",
+    "check_location",
 ]

@@ -32,7 +32,7 @@ from stream.events import queries
 from stream.events.schema import migrate
 from stream.events.types import EndReason, EventPage, EventQuery, StoreError, StoreStats, StoreUnreadable, StoredEvent, StoredStream
 
-__all__ = ["DB_NAME", "EventStore"]
+__all__ = ["DB_NAME", "EventStore", "check_location"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,27 @@ def _sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
         return StoreError(f"cannot open the event database {path}: check server.data_dir and its permissions")
     return StoreUnreadable(path, text)
+
+
+def check_location(data_dir: str | Path) -> bool:
+    """Whether ``data_dir/events.db`` exists; StoreError now if the folder could not be created later.
+
+    Creates nothing: the server calls it before loading the model, so that a
+    start that fails (a wrong --model) leaves no empty data folder behind,
+    while an unwritable place is still refused in a moment.
+    """
+    data_dir = Path(data_dir)
+    if (data_dir / DB_NAME).exists():
+        return True
+    probe = data_dir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and (not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK)):
+        what = "is not a folder" if not probe.is_dir() else "is not writable by this user"
+        raise StoreError(f"cannot create the data folder {data_dir} (server.data_dir): {probe} {what}")
+    return False
 
 
 def _prepare_dir(data_dir: Path) -> Path:

@@ -263,31 +263,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cfg: Config, token: str | None, sock: socket.socket, log_level: str) -> int:
-    from stream.events import EventStore, StoreError
+    from stream.events import EventStore, StoreError, check_location
 
-    # The event store before the model: a damaged database or an unwritable
-    # data_dir is one line and exit 2 in a moment, not after seconds of loading.
+    data_dir = cfg.server.data_dir
+    store = None
     try:
-        store = EventStore.open(cfg.server.data_dir)
-    except StoreError as exc:
-        return _fail(str(exc))
-    try:
-        return _run_with_store(cfg, token, sock, log_level, store)
+        # The event store before the model: a damaged database or an unwritable
+        # data_dir is one line and exit 2 in a moment, not after seconds of loading.
+        # A database that does not exist yet is created once the model has loaded,
+        # so a start that fails (a wrong --model) leaves no empty data folder behind.
+        try:
+            if check_location(data_dir):
+                store = EventStore.open(data_dir)
+        except StoreError as exc:
+            return _fail(str(exc))
+        # Heavy imports (torch, transformers) only once the cheap checks passed.
+        from stream.model import ModelUnavailableError, Recognizer
+
+        try:
+            recognizer = Recognizer.from_config(cfg)
+        except ModelUnavailableError as exc:
+            return _fail(str(exc))
+        if store is None:
+            try:
+                store = EventStore.open(data_dir)
+            except StoreError as exc:
+                return _fail(str(exc))
+        return _serve_app(cfg, token, sock, log_level, recognizer, store)
     finally:
-        # After the pipeline stopped (it ended the open events): drain the writer, close.
-        store.close()
+        if store is not None:
+            # After the pipeline stopped (it ended the open events): the writer drains, the file closes.
+            store.close()
 
 
-def _run_with_store(cfg: Config, token: str | None, sock: socket.socket, log_level: str, store) -> int:
-    # Heavy imports (torch, transformers) only once the cheap checks passed.
-    from stream.model import ModelUnavailableError, Recognizer
+def _serve_app(cfg: Config, token: str | None, sock: socket.socket, log_level: str, recognizer, store) -> int:
     from stream.pipeline import Pipeline
     from stream.server.app import create_app
 
-    try:
-        recognizer = Recognizer.from_config(cfg)
-    except ModelUnavailableError as exc:
-        return _fail(str(exc))
     app = create_app(Pipeline(recognizer, cfg, store=store), cfg, token=token)
     bound_port = sock.getsockname()[1]
     app.state.runtime.security.set_address(cfg.server.host, bound_port)
