@@ -15,8 +15,8 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from stream import clock
@@ -134,8 +134,8 @@ class Pipeline:
             if len(self._streams) >= self.config.server.max_streams:
                 log.warning("stored stream %s is not started: server.max_streams (%s) is reached", stored.id, self.config.server.max_streams)
                 continue
-            labels = LabelConfig(**stored.labels) if stored.labels else None
             try:
+                labels = LabelConfig(**stored.labels) if stored.labels else None
                 await self.add_stream(stored.url, stream_id=stored.id, max_fps=stored.max_fps, loop=stored.loop, labels=labels)
             except (ValueError, StreamExists) as exc:
                 log.warning("stored stream %s could not be started: %s", stored.id, exc)

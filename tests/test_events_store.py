@@ -158,6 +158,20 @@ async def test_an_occurrence_is_one_row_updated_in_place(store):
     assert ev.seq == hub.seq - 1 and sit.seq == hub.seq  # the run END came just before the sit START
 
 
+def test_tracker_ends_say_why():
+    """A score drop ends with score_dropped; close() ends with the tracker's close_reason (stream_lost unless the pipeline set one)."""
+    cfg = LabelConfig(enter=0.5, exit=0.3, smoothing=0, update_interval_s=0)
+    tracker = LabelTracker("cam", LABELS, cfg, 3)
+    tracker.update(pred(1.0, [0.9, 0.9, 0.1]))
+    ends = [e for e in tracker.update(pred(2.0, [0.1, 0.95, 0.1]))[1] if e.kind.value == "end"]
+    assert [(e.label, e.end_reason, e.peak_ts) for e in ends] == [("run", "score_dropped", 1.0)]
+    (lost,) = tracker.close(3.0)
+    assert lost.label == "jump" and lost.end_reason == "stream_lost" and lost.peak_ts == 2.0
+    tracker.update(pred(4.0, [0.9, 0.1, 0.1]))
+    tracker.close_reason = "server_stopped"
+    assert [e.end_reason for e in tracker.close(5.0)] == ["server_stopped"]
+
+
 async def test_seq_goes_on_across_restarts(tmp_path):
     """The hub of the next start begins after the highest seq stored, statuses included."""
     with EventStore.open(tmp_path) as s:
