@@ -272,3 +272,17 @@ def test_a_full_queue_is_counted_and_logged_once_per_burst(tmp_path, caplog):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.write_event(row("late", 9.0))
+
+
+async def test_a_subscription_overflow_is_an_error_counted_and_logged(store, caplog):
+    """If the store's hub subscription ever overflows, the lost messages are counted in stats and logged as an error."""
+    hub = Hub()
+    sub = StoreSubscriber(hub, store, backlog=2)  # not started: nothing reads while we publish
+    tracker = LabelTracker("cam", LABELS, LabelConfig(enter=0.5, exit=0.3, smoothing=0, update_interval_s=0), 3)
+    for t in range(5):
+        for ev in tracker.update(pred(float(t), [0.9, 0.05, 0.05]))[1]:
+            hub.publish_event(ev)
+    with caplog.at_level(logging.ERROR, logger="stream.events.subscriber"):
+        await sub.stop()
+    assert sub.dropped == 3 and store.stats().subscription_dropped == 3
+    assert any("lost 3 messages" in r.getMessage() for r in caplog.records)
