@@ -135,7 +135,10 @@ class ServerConfig(_Strict):
         description="A browser camera that sends no video this long after its offer is closed and its slot freed.",
     )
     header_timeout_s: float = Field(
-        10.0, gt=0, le=300, description="A client must finish sending a request's headers within this many seconds."
+        10.0,
+        gt=0,
+        le=300,
+        description="A client must finish sending a request's headers within this many seconds, and never pause its body longer.",
     )
     max_connections: int = Field(
         512, ge=8, le=100000, description="Most HTTP and websocket connections at once; more are answered 503."

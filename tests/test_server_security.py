@@ -247,6 +247,29 @@ async def test_slow_headers_get_408_and_idle_connections_are_closed(recognizer):
             assert "http_header_timeouts_total 1.0" in (await client.get("/metrics")).text
 
 
+async def test_a_stalled_request_body_gets_408_and_no_traceback(recognizer, caplog):
+    """A body that stops arriving for server.header_timeout_s: 408 and closed, counted, no error logged; a prompt one works."""
+    async with in_process(recognizer, server={"header_timeout_s": 0.5}) as srv:
+        reader, writer = await open_raw(srv.port)
+        head = (
+            b"POST /api/streams HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n"
+        )
+        writer.write(head + b'{"url": "rtsp://127.0.0.1:9/x",')  # and never the rest
+        answer = await asyncio.wait_for(reader.read(), 30)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert error_code(answer.partition(b"\r\n\r\n")[2]) == "request_timeout"
+        writer.close()
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as client:
+            resp = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/x", "id": "ok"})
+            assert resp.status_code == 201, resp.text
+            metrics = (await client.get("/metrics")).text
+            assert "http_body_timeouts_total 1.0" in metrics and "http_header_timeouts_total 0.0" in metrics
+            listed = [st["id"] for st in (await client.get("/api/streams")).json()["streams"]]
+            assert listed == ["ok"]  # the cut request added nothing
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+
+
 async def test_connections_over_the_cap_get_503_websockets_count(recognizer):
     """With server.max_connections open (websockets here), one more connection gets 503 JSON; closing one frees a place."""
     async with in_process(recognizer, server={"max_connections": 8}) as srv:

@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from stream.config import Config
 from stream.pipeline import Pipeline, StreamExists, UnknownStream
@@ -111,11 +112,15 @@ async def _read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went (or stalled and was cut, see http_protocol): nobody reads this answer.
+        raise ApiError(400, "incomplete_body", "the connection closed before the request body was complete") from None
     return b"".join(chunks)
 
 

@@ -10,7 +10,9 @@ This subclass of :class:`uvicorn.protocols.http.h11_impl.H11Protocol`:
 - closes a connection whose request headers are not complete within
   ``header_timeout_s`` of its opening or of the previous response
   (``408 request_timeout`` if it had sent part of a request, silently if
-  it sent nothing, like uvicorn's keep-alive timeout);
+  it sent nothing, like uvicorn's keep-alive timeout), and one whose
+  request body stops arriving for as long (a body dripped byte by byte
+  would otherwise hold its connection as long as the client likes);
 - answers ``503 unavailable`` and closes when ``max_connections`` HTTP and
   websocket connections are already open, before reading anything;
 - aborts a connection whose client has not taken any response bytes for
@@ -55,6 +57,7 @@ class HttpStats:
     def __init__(self) -> None:
         self.refused_connections = 0
         self.header_timeouts = 0
+        self.body_timeouts = 0
         self.stalled_writes = 0
         self.bad_requests = 0
         self._connections: set | None = None  # uvicorn's own set of open connections (HTTP and websocket)
@@ -86,6 +89,7 @@ class StreamH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._got_bytes = False  # since the connection opened or the previous response ended
@@ -109,6 +113,11 @@ class StreamH11Protocol(H11Protocol):
             return  # the request of a refused connection is not read
         self._got_bytes = True
         super().data_received(data)
+        if self.conn.their_state is h11.SEND_BODY:
+            self._arm_body_timer()  # each piece of the body restarts the wait for the next
+        elif self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def handle_events(self) -> None:
         try:
@@ -179,6 +188,28 @@ class StreamH11Protocol(H11Protocol):
         self.transport.write(error_bytes(408, "Request Timeout", "request_timeout", message))
         self.transport.close()
 
+    # ------------------------------------------------------------ body timeout
+    def _arm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+        self._body_timer = self.loop.call_later(self.limits.header_timeout_s, self._body_timeout)
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        if self.flow is not None and self.flow.read_paused:
+            self._arm_body_timer()  # we stopped reading (the app is behind), not the client
+            return
+        self._cancel_timers()
+        self.stats.body_timeouts += 1
+        log.debug("closing a connection whose request body stalled for %.1f s", self.limits.header_timeout_s)
+        if self.cycle is not None and not self.cycle.response_started:
+            message = f"the request body stopped arriving for {self.limits.header_timeout_s:g} s (server.header_timeout_s)"
+            self.transport.write(error_bytes(408, "Request Timeout", "request_timeout", message))
+        # The app's read of the body then ends as a client disconnect; whatever it answers is dropped.
+        self.transport.close()
+
     # ------------------------------------------------------------ stalled readers
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -201,10 +232,10 @@ class StreamH11Protocol(H11Protocol):
         self.transport.abort()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._stall_timer):
+        for timer in (self._header_timer, self._body_timer, self._stall_timer):
             if timer is not None:
                 timer.cancel()
-        self._header_timer = self._stall_timer = None
+        self._header_timer = self._body_timer = self._stall_timer = None
 
 
 def make_protocol(limits: HttpLimits, stats: HttpStats | None = None) -> type[StreamH11Protocol]:

@@ -93,6 +93,10 @@ class _ServerCollector(Collector):
         yield CounterMetricFamily(
             "http_header_timeouts", "Connections closed for not sending headers in server.header_timeout_s.", value=http.header_timeouts
         )
+        yield CounterMetricFamily(
+            "http_body_timeouts", "Connections closed because the request body stalled for server.header_timeout_s.",
+            value=http.body_timeouts,
+        )
         yield CounterMetricFamily("http_stalled_writes", "Connections cut because the client stopped reading.", value=http.stalled_writes)
         yield CounterMetricFamily("http_bad_requests", "Requests refused as malformed HTTP.", value=http.bad_requests)
 
