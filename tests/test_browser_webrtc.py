@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.browser import (  # noqa: F401 (server_logs_on_failure: an autouse fixture)
     card,
-    launch_chromium,
+    chromium_session,
     open_page,
     require_browser,
     screenshot,
@@ -33,7 +33,7 @@ from tests.support.server import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-sync_api = require_browser()
+require_browser()
 
 CONFIG = {
     "window": {"span_s": 2, "stride_s": 0.25},
@@ -85,12 +85,8 @@ def browser(tmp_path_factory):
         f"--use-file-for-fake-video-capture={clip}",
         "--allow-loopback-in-peer-connection",  # the server offers only 127.0.0.1
     ]
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch_chromium(playwright, media_args)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_session(media_args) as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
