@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stream.model.recognizer import Recognizer
-from stream.threads import set_threads_here
+from stream.threads import LoopThread, set_threads_here
 from stream.types import Prediction, Window
 
 __all__ = ["InferenceScheduler", "SchedulerStats", "ClipSource"]
@@ -65,11 +65,9 @@ class InferenceScheduler:
         self._slots: dict[str, _StreamSlot] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # stop() awaits its end on the loop rather than joining in a default-executor thread (which previews share).
+        self._thread: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Resolved on the loop when the thread returns: stop() awaits it rather
-        # than joining in a default-executor thread (which previews share).
-        self._exited: asyncio.Future[None] | None = None
         self._batches = self._clips = self._dropped = self._errors = 0
         self._last_batch_size = 0
         self._last_inference_s = 0.0
@@ -84,8 +82,7 @@ class InferenceScheduler:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._exited = self._loop.create_future()
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread = LoopThread(self._run, name="inference")
         self._thread.start()
 
     async def stop(self) -> None:
@@ -97,9 +94,7 @@ class InferenceScheduler:
             self._cond.notify_all()
         if self._thread is not None:
             # A batch in flight finishes first: inference cannot be interrupted.
-            if self._exited is not None:
-                await asyncio.shield(self._exited)
-            self._thread.join()  # it has returned from _run: immediate
+            await self._thread.join()
             self._thread = None
 
     async def __aenter__(self) -> "InferenceScheduler":
@@ -174,21 +169,13 @@ class InferenceScheduler:
 
     def _run(self) -> None:
         set_threads_here(self._torch_threads)
-        try:
-            while not self._stop.is_set():
-                # One call per batch: its locals (the offers, which are bound
-                # methods of their streams, the clips, the results) die when it
-                # returns. Kept in this loop they would hold the last batch's
-                # streams and frames alive while the thread waits for the next.
-                if not self._serve_one():
-                    return
-        finally:
-            loop = self._loop
-            if loop is not None:
-                try:
-                    loop.call_soon_threadsafe(self._thread_exited)
-                except RuntimeError:  # the loop is closed: nobody waits
-                    pass
+        while not self._stop.is_set():
+            # One call per batch: its locals (the offers, which are bound
+            # methods of their streams, the clips, the results) die when it
+            # returns. Kept in this loop they would hold the last batch's
+            # streams and frames alive while the thread waits for the next.
+            if not self._serve_one():
+                return
 
     def _serve_one(self) -> bool:
         """Take, assemble, infer and route one batch; False once results can no longer be delivered."""
@@ -245,10 +232,6 @@ class InferenceScheduler:
                 slot.inferred += 1
                 routes.append((slot.on_result, self._prediction(window, p, elapsed, published)))
         return routes
-
-    def _thread_exited(self) -> None:
-        if self._exited is not None and not self._exited.done():
-            self._exited.set_result(None)
 
     def _prediction(self, window: Window, probs: np.ndarray, elapsed: float, published: float) -> Prediction:
         return Prediction(

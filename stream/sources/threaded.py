@@ -19,7 +19,7 @@ from stream.sources.backoff import Backoff
 from stream.sources.base import TERMINAL, Source
 from stream.sources.errors import FatalSourceError, SourceError, TransientSourceError
 from stream.sources.urls import scrub
-from stream.threads import one_thread_here
+from stream.threads import LoopThread, one_thread_here
 from stream.types import SourceState
 
 __all__ = ["ThreadedSource"]
@@ -54,11 +54,9 @@ class ThreadedSource(Source):
         super().__init__(*args, **kwargs)
         self._stop_event = threading.Event()
         self._stalled = threading.Event()
-        self._thread: threading.Thread | None = None
-        # Done (on the loop) when the reader thread has returned: stop() awaits
-        # it instead of joining in a pool thread, which would hold one of the
-        # default executor's workers (the ones previews run on) for seconds.
-        self._exited: asyncio.Future[None] | None = None
+        # stop() awaits the reader's end on the loop (LoopThread): joining it in a
+        # pool thread would hold a default-executor worker, which previews share.
+        self._thread: LoopThread | None = None
         self._watchdog_handle: asyncio.TimerHandle | None = None
         self._live_since: float | None = None
         self._opening_since: float | None = None  # set while _connect() runs, for the open deadline
@@ -92,8 +90,7 @@ class ThreadedSource(Source):
         return self._stop_event.is_set()
 
     async def _start_impl(self) -> None:
-        self._exited = asyncio.get_running_loop().create_future()
-        self._thread = threading.Thread(target=self._reader, name=f"source-{self.stream_id}", daemon=True)
+        self._thread = LoopThread(self._run, name=f"source-{self.stream_id}")
         self._thread.start()
         self._schedule_watchdog()
 
@@ -102,32 +99,17 @@ class ThreadedSource(Source):
         if self._watchdog_handle is not None:
             self._watchdog_handle.cancel()
             self._watchdog_handle = None
-        exited = self._exited
-        if exited is None:
+        thread = self._thread
+        if thread is None:
             return
         # A reader blocked inside FFmpeg returns within its read timeout (the
         # interrupt callback); closing the container from here instead would
-        # free it under the reader's feet. Waiting costs no thread: the reader
-        # resolves the future on its way out.
+        # free it under the reader's feet.
         limit = self.options.open_timeout_s + self.options.read_timeout_s + 2.0
-        try:
-            await asyncio.wait_for(asyncio.shield(exited), limit)
-        except asyncio.TimeoutError:
-            logger.warning("source %s: reader thread still busy %.0f s after stop; leaving it", self.stream_id, limit)
+        if await thread.join(limit):
+            self._thread = None
         else:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                thread.join()  # it has returned from _reader: this is immediate
-
-    def _reader(self) -> None:
-        try:
-            self._run()
-        finally:
-            self._call_on_loop(self._reader_exited)
-
-    def _reader_exited(self) -> None:
-        if self._exited is not None and not self._exited.done():
-            self._exited.set_result(None)
+            logger.warning("source %s: reader thread still busy %.0f s after stop; leaving it", self.stream_id, limit)
 
     def _check_watchdog(self) -> None:
         """Raise if the loop-side watchdog fired or no frame came for ``watchdog_s``."""
