@@ -80,22 +80,13 @@ async def measure_keepalive(recognizer, requests: int, warmup: int = 3) -> dict[
     app = create_app(Pipeline(recognizer, config), config, web_dir=None)
     sockets = {"nodelay": bind_socket("127.0.0.1", 0), "nagle": bind_socket("127.0.0.1", 0, nodelay=False)}
     runner = ServerRunner(app, sockets["nodelay"], log_level="warning", handle_signals=False)
-    task = asyncio.create_task(runner.server.serve(sockets=list(sockets.values())))
     try:
-        started = asyncio.create_task(runner.started.wait())
-        done, _ = await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if started not in done:
-            started.cancel()
-            raise RuntimeError("the in-process server did not start")
-        ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
-        return await asyncio.to_thread(_client, ports, requests, warmup)
+        async with runner.running(extra_sockets=[sockets["nagle"]], timeout=60):
+            ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+            return await asyncio.to_thread(_client, ports, requests, warmup)
     finally:
-        runner.stop()
-        try:
-            await asyncio.wait_for(task, 15)
-        finally:
-            for sock in sockets.values():
-                sock.close()
+        for sock in sockets.values():
+            sock.close()
 
 
 def run(ctx: BenchContext, section: Section) -> None:

@@ -202,6 +202,25 @@ class ServerRunner:
     def stop(self) -> None:
         self.server.should_exit = True
 
+    @contextlib.asynccontextmanager
+    async def running(self, *, extra_sockets: Sequence[socket.socket] = (), timeout: float = 30.0):
+        """Serve in the current event loop for the block (tests, the bench); stopped and awaited at its end.
+
+        Raises RuntimeError if the server has not started within ``timeout``
+        seconds. The sockets stay the caller's to close.
+        """
+        task = asyncio.create_task(self.server.serve(sockets=[self.sock, *extra_sockets]))
+        try:
+            started = asyncio.create_task(self.started.wait())
+            done, _ = await asyncio.wait({task, started}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if started not in done:
+                started.cancel()
+                raise RuntimeError("the in-process server did not start")
+            yield self
+        finally:
+            self.stop()
+            await asyncio.wait_for(task, 15)
+
 
 async def serve(app, sock: socket.socket, *, log_level: str = "info", on_started=None) -> bool:
     """Serve until Ctrl-C/SIGTERM; False if the app failed to start."""

@@ -144,8 +144,6 @@ async def serving(
     inherits it from the listening socket), so slow-client tests need
     kilobytes, not megabytes, of backlog to see flow control.
     """
-    import asyncio
-
     from stream.server.app import create_app
     from stream.server.main import ServerRunner, bind_socket
 
@@ -156,20 +154,11 @@ async def serving(
     port = sock.getsockname()[1]
     app.state.runtime.security.set_address("127.0.0.1", port)
     runner = ServerRunner(app, sock, log_level=log_level, handle_signals=False)
-    task = asyncio.create_task(runner.serve())
     try:
-        started = asyncio.create_task(runner.started.wait())
-        done, _ = await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if started not in done:
-            started.cancel()
-            raise RuntimeError("in-process server did not start")
-        yield InProcessServer(app, port)
+        async with runner.running(timeout=30):
+            yield InProcessServer(app, port)
     finally:
-        runner.stop()
-        try:
-            await asyncio.wait_for(task, 15)
-        finally:
-            sock.close()
+        sock.close()
 
 
 @contextlib.asynccontextmanager
