@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from stream.events import EventStore
 from tests.support.server import asgi_api
 

@@ -87,24 +87,20 @@ def test_open_refuses_video_over_max_pixels(tmp_path):
     assert "320x240" in text and "ingest.max_pixels = 30000" in text and "h264" in text
 
 
-def test_open_decodes_mjpeg_over_max_pixels_at_reduced_size(tmp_path):
-    """An MJPEG file over max_pixels is decoded at the largest reduced size that fits (here 1/2: 160x120)."""
-    video = make_video(tmp_path / "big.mkv", width=320, height=240, seconds=0.2, codec="mjpeg")
-    container, stream = open_video(str(video), "big.mkv", network=False, max_pixels=200 * 150)
+@pytest.mark.parametrize(
+    ("max_pixels", "size"),
+    [
+        (200 * 150, (160, 120)),  # over the limit: the largest reduced size that fits, here 1/2
+        (320 * 240, (320, 240)),  # at the limit: full size
+    ],
+)
+def test_open_decodes_mjpeg_at_the_largest_size_within_max_pixels(tmp_path, max_pixels, size):
+    """An MJPEG file over max_pixels is decoded at reduced size; at or under it, at full size."""
+    video = make_video(tmp_path / "v.mkv", width=320, height=240, seconds=0.2, codec="mjpeg")
+    container, stream = open_video(str(video), "v.mkv", network=False, max_pixels=max_pixels)
     try:
         frame = next(container.decode(stream))
-        assert (frame.width, frame.height) == (160, 120)
-    finally:
-        container.close()
-
-
-def test_open_within_max_pixels_is_full_size(tmp_path):
-    """At or under max_pixels the video decodes at full size."""
-    video = make_video(tmp_path / "ok.mkv", width=320, height=240, seconds=0.2, codec="mjpeg")
-    container, stream = open_video(str(video), "ok.mkv", network=False, max_pixels=320 * 240)
-    try:
-        frame = next(container.decode(stream))
-        assert (frame.width, frame.height) == (320, 240)
+        assert (frame.width, frame.height) == size
     finally:
         container.close()
 

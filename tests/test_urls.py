@@ -28,9 +28,9 @@ QUERIES = [
     ("https://h/v.m3u8?secret=S3cr3t", "S3cr3t", "https://h/v.m3u8?secret=***"),
     ("https://h/v.m3u8?a=1&sig=S1gn4", "S1gn4", "https://h/v.m3u8?a=1&sig=***"),
     (
-        "https://b.s3.amazonaws.com/o.mp4?X-Amz-Credential=AKIA9&X-Amz-Signature=ab12cd&X-Amz-Security-Token=tok9",
+        "https://bucket.s3.example/o.mp4?X-Amz-Credential=AKIA9&X-Amz-Signature=ab12cd&X-Amz-Security-Token=tok9",
         "ab12cd",
-        "https://b.s3.amazonaws.com/o.mp4?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Security-Token=***",
+        "https://bucket.s3.example/o.mp4?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Security-Token=***",
     ),
     ("https://g.example/o?X-Goog-Signature=99beef", "99beef", "https://g.example/o?X-Goog-Signature=***"),
     ("https://h/v?API_KEY=k3y9&PassWord=pw9", "k3y9", "https://h/v?API_KEY=***&PassWord=***"),
