@@ -69,8 +69,9 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
             message = record.getMessage()
         except Exception:  # a bad format string: leave it for logging's own error report
             message = None
-        if message is not None and _clean(message) != message:
-            record.msg, record.args = _clean(message), None
+        cleaned = _clean(message) if message is not None else None
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
     if record.exc_info and not record.exc_text:
         # Formatted now, while we can scrub it: the formatter reuses exc_text as it is.
         record.exc_text = _clean("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
