@@ -26,6 +26,8 @@ __all__ = [
     "SourceConfig",
     "ServerConfig",
     "IngestConfig",
+    "RecordConfig",
+    "EventsConfig",
     "load_config",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_SPAN_S",
@@ -103,12 +105,46 @@ class SchedulerConfig(_Strict):
     max_wait_ms: float = Field(10.0, ge=0, le=1000, description="How long to wait for more clips to fill a batch.")
 
 
+class RecordConfig(_Strict):
+    """What is recorded of each label event: a clip and a snapshot (globally in ``events.record``, or per stream)."""
+
+    clips: bool = Field(True, description="Record an MP4 clip of each event.")
+    snapshots: bool = Field(True, description="Keep a JPEG (full camera resolution) of the frame where the event peaked.")
+    pre_capture_s: float = Field(5.0, ge=0, le=60, description="Seconds of video before the event's start in its clip.")
+    post_capture_s: float = Field(5.0, ge=0, le=300, description="Seconds of video after the event's end in its clip.")
+    max_clip_s: float = Field(300.0, gt=0, le=3600, description="A clip is cut at this length; the event itself goes on.")
+    encode_fps: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Webcams and browser cameras deliver decoded frames: they are encoded (H.264) at this rate for clips.",
+    )
+    encode_max_height: int = Field(
+        720, ge=120, le=4320, description="Frames of webcams and browser cameras are scaled to at most this height for clips."
+    )
+
+
+class EventsConfig(_Strict):
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    retain_days: float = Field(10.0, gt=0, le=36500, description="Events (rows, clips, snapshots) older than this are removed.")
+    max_disk_mb: float | None = Field(
+        None, gt=0, description="Most megabytes of clips and snapshots; the oldest events' files go first. None: no limit."
+    )
+    min_free_mb: float = Field(
+        256.0,
+        ge=0,
+        description="Recording pauses (events are still stored) while the data folder's disk has less free space than this.",
+    )
+    cleanup_interval_s: float = Field(300.0, gt=0, le=86400, description="How often retention runs.")
+
+
 class SourceConfig(_Strict):
     url: str | int = Field(..., description="Webcam index or /dev/videoN, rtsp/rtsps/rtmp/http(s) URL, or a video file.")
     id: str | None = Field(None, pattern=STREAM_ID_PATTERN, description="Stream id; default derived from url.")
     max_fps: float | None = Field(None, gt=0, le=240, description="Decimate frames at ingest to at most this rate.")
     loop: bool = Field(True, description="Files played as cameras start again at the end.")
     labels: LabelConfig | None = Field(None, description="Per-stream label event settings.")
+    record: RecordConfig | None = Field(None, description="Per-stream recording settings (default: events.record).")
 
 
 class ServerConfig(_Strict):
@@ -181,6 +217,7 @@ class Config(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @model_validator(mode="after")
     def _sources_fit(self) -> "Config":

@@ -29,7 +29,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 
-from stream.types import LabelEvent, Prediction, StreamStatus
+from stream.types import ClipReady, LabelEvent, Prediction, StreamStatus
 
 __all__ = [
     "DropPolicy",
@@ -49,6 +49,7 @@ class MessageKind(str, enum.Enum):
     LABELS = "labels"
     EVENT = "event"
     STATUS = "status"
+    CLIP = "clip"  # an event's clip is ready (stream.events.recorder)
 
 
 class DropPolicy(str, enum.Enum):
@@ -62,7 +63,7 @@ class SubscriptionClosed(Exception):
     """Raised by :meth:`Subscription.get` once the subscription is closed."""
 
 
-Payload = Prediction | LabelEvent | StreamStatus
+Payload = Prediction | LabelEvent | StreamStatus | ClipReady
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,7 +99,8 @@ class Filter:
     END's current score is below the exit threshold by definition, so judging
     it by that would show a client starts that never end. With the peak, once
     an occurrence passes the filter every later event of it does too.
-    Status messages are filtered by stream and kind only.
+    Clip messages are judged like their event (label, peak score). Status
+    messages are filtered by stream and kind only.
     """
 
     streams: frozenset[str] | None = None
@@ -130,7 +132,7 @@ class Filter:
             if len(kept) != len(top):
                 return dataclasses.replace(msg, payload=dataclasses.replace(payload, top_k=kept))
             return msg
-        if msg.kind is MessageKind.EVENT:
+        if msg.kind in (MessageKind.EVENT, MessageKind.CLIP):
             if self.labels is not None and payload.label not in self.labels:
                 return None
             if payload.peak_score < self.min_score:
@@ -369,6 +371,9 @@ class Hub:
 
     def publish_event(self, ev: LabelEvent) -> None:
         self._publish(MessageKind.EVENT, ev.stream_id, ev)
+
+    def publish_clip(self, clip: ClipReady) -> None:
+        self._publish(MessageKind.CLIP, clip.stream_id, clip)
 
     def publish_status(self, st: StreamStatus) -> None:
         self._latest_status[st.stream_id] = self._publish(MessageKind.STATUS, st.stream_id, st)

@@ -18,6 +18,7 @@ __all__ = [
     "Prediction",
     "LabelEvent",
     "EventKind",
+    "ClipReady",
     "SourceState",
     "StreamStatus",
 ]
@@ -91,6 +92,21 @@ class LabelEvent:
     # On an END: why it ended, "score_dropped" (below labels.exit) or, for an event the
     # tracker closed (stream stopped or lost), the tracker's close reason; None otherwise.
     end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClipReady:
+    """An event's clip is complete on disk (published once, after the event's end)."""
+
+    event_id: str
+    stream_id: str
+    label: str
+    peak_score: float  # the event's peak: filters judge a clip like its event
+    start: float  # monotonic time of the clip's first frame
+    duration_s: float
+    size_bytes: int
+    ts: float  # monotonic time the clip was finished
+    truncated: str = ""  # why the clip stops before the event's end + post_capture ("" when it does not)
 
 
 class SourceState(str, enum.Enum):

@@ -14,12 +14,12 @@ from stream.events.types import EventPage, EventQuery, StoredEvent, StoredStream
 
 __all__ = ["decode_cursor", "encode_cursor", "get_event", "last_seq", "list_streams", "query_events"]
 
-_COLUMNS = "id, stream, label, start_ts, end_ts, score, peak_score, peak_ts, has_clip, has_snapshot, end_reason, seq"
+_COLUMNS = "id, stream, label, start_ts, end_ts, score, peak_score, peak_ts, has_clip, has_snapshot, end_reason, seq, clip_duration"
 
 
 def _event(row: tuple) -> StoredEvent:
-    id_, stream, label, start, end, score, peak, peak_ts, clip, snap, reason, seq = row
-    return StoredEvent(id_, stream, label, start, end, score, peak, peak_ts, bool(clip), bool(snap), reason, seq)
+    id_, stream, label, start, end, score, peak, peak_ts, clip, snap, reason, seq, duration = row
+    return StoredEvent(id_, stream, label, start, end, score, peak, peak_ts, bool(clip), bool(snap), reason, seq, duration)
 
 
 def encode_cursor(ev: StoredEvent) -> str:

@@ -50,7 +50,31 @@ _V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# v2: what recording and resume need.
+_V2 = (
+    # Sizes of an event's files, so retention can sum them without touching the disk.
+    "ALTER TABLE events ADD COLUMN clip_duration REAL",
+    "ALTER TABLE events ADD COLUMN clip_bytes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE events ADD COLUMN snapshot_bytes INTEGER NOT NULL DEFAULT 0",
+    # Retention walks finished events oldest first.
+    "CREATE INDEX events_by_end ON events (end_ts) WHERE end_ts IS NOT NULL",
+    # Every event and clip message in publish order, for `subscribe` with since_seq:
+    # rows are updated in place, the log keeps each start/update/end/clip a
+    # client would have seen. `body` is the message as JSON; removed with its event.
+    """CREATE TABLE event_log (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        label TEXT NOT NULL,
+        peak_score REAL NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ts REAL NOT NULL
+    )""",
+    "CREATE INDEX event_log_by_event ON event_log (event_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

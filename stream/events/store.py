@@ -40,11 +40,20 @@ DB_NAME = "events.db"
 _T = TypeVar("_T")
 _STOP = ("stop", (), None)
 _BATCH = 500  # most operations per transaction: bounds how long one commit holds the lock
+# After a run that did not stop cleanly (kill -9, power cut), seqs go on this far
+# above the highest one stored: the messages of the batch lost in the crash were
+# already sent to subscribers with their seqs, and a seq must never mean two
+# messages. It exceeds every message that can be in flight unstored (the writer's
+# queue plus the store subscription's backlog).
+SEQ_GAP_AFTER_CRASH = 1_000_000
 
 _UPSERT = """INSERT INTO events (id, stream, label, start_ts, end_ts, score, peak_score, peak_ts, end_reason, seq, updated)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET end_ts = excluded.end_ts, score = excluded.score, peak_score = excluded.peak_score,
     peak_ts = excluded.peak_ts, end_reason = excluded.end_reason, seq = excluded.seq, updated = excluded.updated"""
+
+
+_LOG = "INSERT OR REPLACE INTO event_log (seq, event_id, stream, label, peak_score, kind, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
@@ -143,6 +152,12 @@ class EventStore:
                 "UPDATE events SET end_ts = updated, end_reason = ? WHERE end_ts IS NULL", (EndReason.SERVER_STOPPED.value,)
             ).rowcount
             last_seq = queries.last_seq(conn)
+            clean = conn.execute("SELECT value FROM meta WHERE key = 'clean_stop'").fetchone()
+            if clean is not None and not int(clean[0]):
+                last_seq += SEQ_GAP_AFTER_CRASH
+                log.warning("event store: the last run did not stop cleanly; seqs go on from %s", last_seq)
+            # Cleared now, set again by close(): still 0 at the next open means a crash.
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_stop', 0)")
         except sqlite3.Error as exc:
             conn.close()
             raise _sqlite_error(shown, exc) from None
@@ -188,6 +203,22 @@ class EventStore:
     def note_seq(self, seq: int) -> None:
         """Remember a hub seq that changed no row (a status), so seqs stay monotonic across restarts."""
         self._submit("seq", (seq,))
+
+    def log_message(self, row: tuple) -> None:
+        """Append one event or clip message to the replay log: (seq, event_id, stream, label, peak_score, kind, body, ts)."""
+        self._submit("log", row)
+
+    def mark_clip(self, event_id: str, duration_s: float, size_bytes: int) -> concurrent.futures.Future:
+        """Record that an event's clip is complete; resolves to False if the event is gone (deleted meanwhile)."""
+        return self._submit("mark_clip", (duration_s, size_bytes, event_id), want_result=True)
+
+    def mark_snapshot(self, event_id: str, size_bytes: int) -> concurrent.futures.Future:
+        """Record that an event has a snapshot (or a newer one); resolves to False if the event is gone."""
+        return self._submit("mark_snapshot", (size_bytes, event_id), want_result=True)
+
+    def delete_events(self, event_ids: tuple[str, ...]) -> concurrent.futures.Future:
+        """Delete finished events and their log (retention); resolves to the ids deleted. Files are the caller's."""
+        return self._submit("delete_events", (tuple(event_ids),), want_result=True)
 
     def put_stream(self, stream: StoredStream) -> concurrent.futures.Future:
         labels = json.dumps(stream.labels) if stream.labels is not None else None
@@ -238,7 +269,7 @@ class EventStore:
                     value = self._apply(conn, kind, args)
                     if kind == "event":
                         max_seq = max(max_seq, args[9])
-                    elif kind == "seq":
+                    elif kind in ("seq", "log"):
                         max_seq = max(max_seq, args[0])
                     results.append((fut, value, None))
                 except sqlite3.Error as exc:
@@ -270,8 +301,26 @@ class EventStore:
         elif kind == "delete_stream":
             return conn.execute("DELETE FROM streams WHERE id = ?", args).rowcount > 0
         elif kind == "delete_event":
-            return conn.execute("DELETE FROM events WHERE id = ? AND end_ts IS NOT NULL", args).rowcount > 0
-        return None  # "seq", "sync", "stop": nothing to write but the seq
+            deleted = conn.execute("DELETE FROM events WHERE id = ? AND end_ts IS NOT NULL", args).rowcount > 0
+            if deleted:
+                conn.execute("DELETE FROM event_log WHERE event_id = ?", args)
+            return deleted
+        elif kind == "log":
+            conn.execute(_LOG, args)
+        elif kind == "mark_clip":
+            return conn.execute("UPDATE events SET has_clip = 1, clip_duration = ?, clip_bytes = ? WHERE id = ?", args).rowcount > 0
+        elif kind == "mark_snapshot":
+            return conn.execute("UPDATE events SET has_snapshot = 1, snapshot_bytes = ? WHERE id = ?", args).rowcount > 0
+        elif kind == "delete_events":
+            deleted = []
+            for event_id in args[0]:
+                if conn.execute("DELETE FROM events WHERE id = ? AND end_ts IS NOT NULL", (event_id,)).rowcount:
+                    conn.execute("DELETE FROM event_log WHERE event_id = ?", (event_id,))
+                    deleted.append(event_id)
+            return tuple(deleted)
+        elif kind == "stop":
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_stop', 1)")
+        return None  # "seq", "sync": nothing to write but the seq
 
     # ------------------------------------------------------------ reads
     def _conn(self) -> sqlite3.Connection:

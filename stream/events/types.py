@@ -65,6 +65,7 @@ class StoredEvent:
     has_snapshot: bool
     end_reason: str | None
     seq: int  # hub seq of the last message that changed this row
+    clip_duration: float | None = None  # seconds, once the clip is complete
 
     @property
     def in_progress(self) -> bool:

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -27,7 +28,7 @@ from stream.hub import Filter, HubMessage, MessageKind
 from stream.ids import STREAM_ID_PATTERN, STREAM_ID_RULE, is_valid_stream_id
 from stream.live import StreamInfo
 from stream.sources import scrub
-from stream.types import LabelEvent, Prediction, StreamStatus
+from stream.types import ClipReady, LabelEvent, Prediction, StreamStatus
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -37,6 +38,9 @@ __all__ = [
     "ProtocolError",
     "Subscribe",
     "error",
+    "clip_json",
+    "clip_url",
+    "snapshot_url",
     "event_json",
     "filter_json",
     "hello",
@@ -57,8 +61,10 @@ KIND_NAMES: dict[str, MessageKind] = {
     "events": MessageKind.EVENT,
     "event": MessageKind.EVENT,
     "status": MessageKind.STATUS,
+    "clips": MessageKind.CLIP,
+    "clip": MessageKind.CLIP,
 }
-_KIND_OUT = {MessageKind.LABELS: "labels", MessageKind.EVENT: "events", MessageKind.STATUS: "status"}
+_KIND_OUT = {MessageKind.LABELS: "labels", MessageKind.EVENT: "events", MessageKind.STATUS: "status", MessageKind.CLIP: "clips"}
 
 
 class ProtocolError(ValueError):
@@ -112,7 +118,7 @@ def _kinds(msg: dict) -> frozenset[MessageKind]:
         raise ProtocolError("bad_field", f"'kinds' must be a list of strings, got {_type_name(value)}")
     unknown = [v for v in value if v not in KIND_NAMES]
     if unknown:
-        raise ProtocolError("bad_field", f"unknown kind {unknown[0]!r} in 'kinds': use labels, events or status")
+        raise ProtocolError("bad_field", f"unknown kind {unknown[0]!r} in 'kinds': use labels, events, clips or status")
     return frozenset(KIND_NAMES[v] for v in value)
 
 
@@ -290,12 +296,38 @@ def _status_json(st: StreamStatus) -> dict[str, Any]:
     return {"stream": st.stream_id, "state": st.state.value, "reason": scrub(st.reason), "ts": _wall(st.ts)}
 
 
+def clip_url(event_id: str) -> str:
+    """Where an event's clip is served (relative to the server)."""
+    return f"/api/events/{quote(event_id, safe='')}/clip.mp4"
+
+
+def snapshot_url(event_id: str) -> str:
+    return f"/api/events/{quote(event_id, safe='')}/snapshot.jpg"
+
+
+def clip_json(clip: ClipReady) -> dict[str, Any]:
+    """A finished clip as the websocket's ``clip`` message (without ``type`` and ``dropped``)."""
+    return {
+        "event_id": clip.event_id,
+        "stream": clip.stream_id,
+        "label": clip.label,
+        "url": clip_url(clip.event_id),
+        "duration_s": round(float(clip.duration_s), 3),
+        "size_bytes": int(clip.size_bytes),
+        "start": _wall(clip.start),
+        "truncated": clip.truncated or None,
+        "ts": _wall(clip.ts),
+    }
+
+
 def message_json(msg: HubMessage) -> dict[str, Any]:
-    """A hub message as a websocket message: ``labels``, ``event`` or ``status``."""
+    """A hub message as a websocket message: ``labels``, ``event``, ``clip`` or ``status``."""
     if msg.kind is MessageKind.LABELS:
         body = {"type": "labels", **_labels_json(msg.payload)}
     elif msg.kind is MessageKind.EVENT:
         body = {"type": "event", **event_json(msg.payload)}
+    elif msg.kind is MessageKind.CLIP:
+        body = {"type": "clip", **clip_json(msg.payload)}
     else:
         body = {"type": "status", **_status_json(msg.payload)}
     body["dropped"] = msg.dropped
