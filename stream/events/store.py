@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stream.events import queries
+from stream.events.files import MediaPaths
 from stream.events.schema import migrate
 from stream.events.types import EndReason, EventPage, EventQuery, StoreError, StoreStats, StoreUnreadable, StoredEvent, StoredStream
 
@@ -109,6 +110,7 @@ class EventStore:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, queue_size: int, recovered: int, last_seq: int) -> None:
         self.path = path
+        self.media = MediaPaths(path.parent)  # the events' clips and snapshots, beside the database
         self.recovered = recovered  # open rows closed as server_stopped at this open
         self.last_seq = last_seq  # highest hub seq stored before this start
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)

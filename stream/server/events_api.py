@@ -1,4 +1,4 @@
-"""The events REST API: ``GET /api/events``, ``GET /api/events/{id}``, ``DELETE /api/events/{id}``.
+"""The events REST API: list, get and delete stored events, and serve their clips and snapshots.
 
 Registered by :func:`add_event_routes` when the pipeline has an event store
 (the server always has one; an app built around a store-less pipeline has no
@@ -8,16 +8,18 @@ through its one writer. Errors use the API's one format (ApiError).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from stream.events import MAX_LIMIT, EventQuery, StoredEvent, StoreError
 from stream.events.queries import get_event, query_events
 from stream.server.errors import ApiError
+from stream.server.protocol import clip_url, snapshot_url
 
 __all__ = ["add_event_routes", "stored_event_json"]
 
@@ -43,7 +45,14 @@ def stored_event_json(ev: StoredEvent) -> dict[str, Any]:
         "end_reason": ev.end_reason,
         "seq": ev.seq,
         "url": f"/api/events/{quote(ev.id, safe='')}",
+        "clip_url": clip_url(ev.id) if ev.has_clip else None,
+        "clip_duration_s": _round(ev.clip_duration) if ev.has_clip else None,
+        "snapshot_url": snapshot_url(ev.id) if ev.has_snapshot else None,
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
 
 
 def _unknown(event_id: str) -> ApiError:
@@ -106,8 +115,6 @@ def add_event_routes(app: FastAPI, authorized) -> None:
     @app.delete("/api/events/{event_id}", status_code=204, tags=["events"])
     async def delete_event(event_id: str, request: Request, rt: Any = Depends(authorized)) -> Response:
         """Delete a finished event; a running one is refused with 409 (it would be written again)."""
-        import asyncio
-
         store = store_of(request)
         try:
             ev = await store.aread(get_event, event_id)
@@ -120,4 +127,37 @@ def add_event_routes(app: FastAPI, authorized) -> None:
             raise _unavailable(exc) from None
         if not deleted:  # deleted meanwhile by another request
             raise _unknown(event_id)
+        recorder = getattr(request.app.state.runtime.pipeline, "recorder", None)
+        if recorder is not None:
+            recorder.forget(event_id)  # a clip still being written (post-capture) is abandoned
+        await asyncio.to_thread(store.media.remove, event_id)
         return Response(status_code=204)
+
+    async def media_file(request: Request, event_id: str, what: str):
+        store = store_of(request)
+        try:
+            ev = await store.aread(get_event, event_id)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+        if ev is None:
+            raise _unknown(event_id)
+        ready = ev.has_clip if what == "clip" else ev.has_snapshot
+        path = store.media.clip(ev.id) if what == "clip" else store.media.snapshot(ev.id)
+        if not ready or not path.is_file():
+            if what == "clip":
+                hint = "it is written after the event ends plus post_capture_s" if ev.in_progress or not ev.has_clip else "its file was removed"
+                raise ApiError(404, "no_clip", f"event {event_id!r} has no clip yet: {hint}; a 'clip' websocket message says when it is ready")
+            raise ApiError(404, "no_snapshot", f"event {event_id!r} has no snapshot (yet): one is taken when the event starts and at its peak")
+        return path
+
+    @app.get("/api/events/{event_id}/clip.mp4", tags=["events"], response_class=FileResponse)
+    async def get_clip(event_id: str, request: Request, rt: Any = Depends(authorized)) -> FileResponse:
+        """The event's clip (H.264 MP4, from pre_capture_s before its start to post_capture_s after its end). Range requests work."""
+        path = await media_file(request, event_id, "clip")
+        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/events/{event_id}/snapshot.jpg", tags=["events"], response_class=FileResponse)
+    async def get_snapshot(event_id: str, request: Request, rt: Any = Depends(authorized)) -> FileResponse:
+        """A JPEG of the frame where the event's smoothed score peaked (full camera resolution; replaced while it runs)."""
+        path = await media_file(request, event_id, "snapshot")
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
