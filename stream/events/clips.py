@@ -1,0 +1,443 @@
+"""The clip writer: remuxes packets from a stream's PacketBuffer into an MP4 per event, in one thread.
+
+Nothing is decoded or encoded here: packets are copied into MP4 as they
+came (``+faststart``, timestamps from zero). A clip starts on the keyframe
+at or before its ``from_ts`` and takes every packet after it until
+:meth:`ClipRecorder.finish`'s ``until_ts``, ``max_s`` of video, or the end
+of the buffer's segment (the camera dropped, the stream was removed); it is
+written under a ``.part`` name and renamed when complete. A clip that got
+no packet at all leaves no file behind.
+
+Sources feed packets on their reader threads into one bounded queue; the
+writer thread drains it. A full queue drops the packet and cuts that clip
+there (``truncated: "recorder_overloaded"``, counted): a clip with a hole
+would not decode past it. ``on_done`` runs on the writer thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from stream import clock
+from stream.events.files import MediaPaths
+from stream.events.packets import CodecInfo, PacketBuffer, StoredPacket
+
+__all__ = ["ClipError", "ClipRecorder", "ClipResult", "DISK_ERRNOS"]
+
+log = logging.getLogger(__name__)
+
+# A clip that fails with one of these says the data folder is full or not writable.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+_FINISH_GRACE_S = 2.0  # after until_ts, how long to wait for packets still on their way
+_COVER_SLACK_S = 0.1  # a clip whose video reaches this close to until_ts is complete
+
+
+@dataclass(frozen=True, slots=True)
+class ClipResult:
+    """A finished clip on disk."""
+
+    event_id: str
+    path: Path
+    duration_s: float  # last packet's end - first packet's start
+    size_bytes: int
+    first_ts: float  # monotonic time of the first frame (a keyframe at or before from_ts, when the buffer had one)
+    truncated: str = ""  # why the clip stops before until_ts ("" when it does not)
+    packets: int = 0
+
+
+class ClipError(Exception):
+    """A clip that could not be written. ``disk``: the data folder is full or not writable."""
+
+    def __init__(self, reason: str, *, disk: bool = False, event_id: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.disk = disk
+        self.event_id = event_id
+
+
+OnDone = Callable[[ClipResult | ClipError], None]
+
+
+class _Clip:
+    """One clip's state; touched by the writer thread, except the flags set under the recorder's lock."""
+
+    def __init__(self, event_id: str, stream_id: str, buffer: PacketBuffer, from_ts: float, max_s: float, on_done: OnDone, path: Path) -> None:
+        self.event_id, self.stream_id, self.buffer = event_id, stream_id, buffer
+        self.from_ts, self.max_s, self.on_done = from_ts, max_s, on_done
+        self.path, self.part = path, MediaPaths.part(path)
+        self.tap: _Tap | None = None
+        # Set under the recorder's lock:
+        self.until_ts: float | None = None
+        self.deadline: float | None = None
+        self.cancelled = False
+        self.overflowed = False
+        self.refused = ""  # start() could not take it
+        self.done = False
+        # The writer thread's:
+        self.container: Any = None
+        self.stream: Any = None
+        self.codec: CodecInfo | None = None
+        self.base = 0  # pts of the first packet: the clip starts at zero
+        self.first_ts = 0.0
+        self.last_ts = float("-inf")  # end of the newest packet written, monotonic
+        self.last_dts: int | None = None
+        self.last_pts: int | None = None
+        self.gap = 0  # last pts step, the duration of packets that state none
+        self.min_pts: int | None = None
+        self.max_end = 0
+        self.written = 0
+
+
+class _Tap:
+    """What a clip attaches to its buffer: hands packets to the recorder's queue."""
+
+    __slots__ = ("_recorder", "_clip")
+
+    def __init__(self, recorder: ClipRecorder, clip: _Clip) -> None:
+        self._recorder, self._clip = recorder, clip
+
+    def on_packets(self, codec: CodecInfo, packets: Sequence[StoredPacket]) -> None:
+        self._recorder._enqueue(self._clip, codec, packets)
+
+    def on_end(self, reason: str) -> None:
+        self._recorder._enqueue(self._clip, None, reason)
+
+
+class ClipRecorder:
+    """Writes event clips from packet buffers, one thread for all streams.
+
+    ``max_queue`` bounds the packets waiting for the writer (a replay of
+    the pre-capture counts every packet in it); ``max_clips`` bounds the
+    clips being written at once.
+    """
+
+    def __init__(self, paths: MediaPaths, *, max_queue: int = 8192, max_clips: int = 64, finish_grace_s: float = _FINISH_GRACE_S) -> None:
+        if max_queue < 1 or max_clips < 1:
+            raise ValueError(f"ClipRecorder needs max_queue and max_clips >= 1, got {max_queue} and {max_clips}")
+        self._paths = paths
+        self._max_queue = max_queue
+        self._max_clips = max_clips
+        self._grace = finish_grace_s
+        self._cond = threading.Condition()
+        self._items: collections.deque[tuple[_Clip, CodecInfo | None, Any]] = collections.deque()
+        self._queued = 0  # packets in _items
+        self._clips: dict[str, _Clip] = {}
+        self._attention = False  # a clip's flags changed: the writer looks at every clip
+        self._closing = False
+        self._counts = collections.Counter()
+        self._thread = threading.Thread(target=self._run, name="clip-recorder", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public
+
+    def start(
+        self, event_id: str, stream_id: str, buffer: PacketBuffer, from_ts: float, max_s: float, on_done: OnDone
+    ) -> None:
+        """Begin a clip from the keyframe at or before ``from_ts``; ``on_done`` gets its ClipResult or ClipError.
+
+        After :meth:`close`, ``on_done`` is called at once, on this thread, with a ClipError.
+        """
+        if not max_s > 0:
+            raise ValueError(f"max_s must be > 0, got {max_s!r}")
+        clip = _Clip(event_id, stream_id, buffer, from_ts, max_s, on_done, self._paths.clip(event_id))
+        with self._cond:
+            if self._closing:
+                closed = True
+            else:
+                closed = False
+                if event_id in self._clips:
+                    raise ValueError(f"a clip for event {event_id!r} is already being written")
+                self._clips[event_id] = clip
+                self._counts["started"] += 1
+                if len(self._clips) > self._max_clips:
+                    clip.refused = f"more than {self._max_clips} clips being written at once"
+                    self._wake_locked()
+                    return
+        if closed:
+            self._deliver(clip, ClipError("the clip recorder is closed", event_id=event_id))
+            return
+        clip.tap = _Tap(self, clip)
+        buffer.attach(clip.tap, from_ts)
+
+    def finish(self, event_id: str, until_ts: float) -> None:
+        """Write what arrives up to ``until_ts`` (monotonic), then close and rename the clip."""
+        with self._cond:
+            clip = self._clips.get(event_id)
+            if clip is None or clip.until_ts is not None:
+                return
+            clip.until_ts = until_ts
+            clip.deadline = max(clock.now(), until_ts) + self._grace
+            self._wake_locked()
+
+    def cancel(self, event_id: str) -> None:
+        """Abandon the clip and delete its ``.part`` file; its ``on_done`` is not called."""
+        with self._cond:
+            clip = self._clips.get(event_id)
+            if clip is not None:
+                clip.cancelled = True
+                self._wake_locked()
+
+    def active(self) -> int:
+        """Clips started and not yet done."""
+        with self._cond:
+            return len(self._clips)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish every open clip with what it has (``truncated: "server_stopped"``) and stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._wake_locked()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("clip recorder: still writing %.0f s after close; leaving it", timeout)
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "active": len(self._clips),
+                "queued_packets": self._queued,
+                "max_queue": self._max_queue,
+                **{k: self._counts[k] for k in ("started", "written", "failed", "cancelled", "overloaded", "dropped_packets", "packets_written", "bytes_written")},
+            }
+
+    # ---------------------------------------------------------- source threads
+
+    def _enqueue(self, clip: _Clip, codec: CodecInfo | None, payload: Sequence[StoredPacket] | str) -> None:
+        with self._cond:
+            if clip.done or clip.cancelled or clip.overflowed:
+                return
+            if codec is not None:
+                if self._queued + len(payload) > self._max_queue:
+                    clip.overflowed = True
+                    self._counts["dropped_packets"] += len(payload)
+                    self._wake_locked()
+                    return
+                self._queued += len(payload)
+            self._items.append((clip, codec, payload))
+            self._cond.notify()
+
+    def _wake_locked(self) -> None:
+        self._attention = True
+        self._cond.notify()
+
+    # ------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._attention and not self._closing:
+                    if not self._cond.wait(self._next_deadline()):
+                        break  # a finish deadline passed
+                items, self._items = self._items, collections.deque()
+                self._queued = 0
+                self._attention = False
+                closing = self._closing
+            for clip, codec, payload in items:
+                self._guarded(clip, self._process, clip, codec, payload)
+            for clip in list(self._clips.values()):
+                self._guarded(clip, self._service, clip, closing)
+            if closing:
+                with self._cond:
+                    if not self._items and not self._clips:
+                        return
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [c.deadline for c in self._clips.values() if c.deadline is not None]
+        return max(0.0, min(deadlines) - clock.now()) if deadlines else None
+
+    def _guarded(self, clip: _Clip, fn: Callable[..., None], *args: Any) -> None:
+        """Run one step for a clip; a bug fails that clip, never the thread."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            log.exception("clip recorder: clip %s failed", clip.event_id)
+            self._fail(clip, ClipError(f"clip writer error: {exc}", event_id=clip.event_id))
+
+    def _process(self, clip: _Clip, codec: CodecInfo | None, payload: Any) -> None:
+        if clip.done or clip.cancelled:
+            return
+        if codec is None:
+            self._finalize(clip, "" if self._covered(clip) else payload)
+            return
+        for packet in payload:
+            self._write(clip, codec, packet)
+            if clip.done:
+                return
+
+    def _service(self, clip: _Clip, closing: bool) -> None:
+        if clip.done:
+            return
+        if clip.cancelled:
+            self._abandon(clip)
+        elif clip.refused:
+            self._fail(clip, ClipError(clip.refused, event_id=clip.event_id))
+        elif clip.overflowed:
+            self._counts["overloaded"] += 1
+            self._finalize(clip, "recorder_overloaded")
+        elif closing:
+            self._finalize(clip, "" if self._covered(clip) else "server_stopped")
+        elif clip.deadline is not None and clock.now() >= clip.deadline:
+            # No packet past until_ts came in time: the camera stalled; keep what arrived.
+            self._finalize(clip, "" if self._covered(clip) else "source_stalled")
+
+    def _covered(self, clip: _Clip) -> bool:
+        return clip.until_ts is not None and clip.last_ts >= clip.until_ts - _COVER_SLACK_S
+
+    def _write(self, clip: _Clip, codec: CodecInfo, packet: StoredPacket) -> None:
+        if clip.until_ts is not None and packet.ts > clip.until_ts:
+            self._finalize(clip, "")
+            return
+        if clip.container is None:
+            if not packet.keyframe:
+                return  # cannot start a clip here; the replay always starts on a keyframe
+            if not codec.recordable:
+                self._fail(clip, ClipError(f"{codec.codec} video cannot be stored in MP4 ({codec.template_error})", event_id=clip.event_id))
+                return
+            self._open(clip, codec, packet)
+            if clip.done:
+                return
+        elif packet.ts - clip.first_ts >= clip.max_s:
+            self._finalize(clip, "max_clip_s")
+            return
+        self._mux(clip, packet)
+
+    def _open(self, clip: _Clip, codec: CodecInfo, first: StoredPacket) -> None:
+        try:
+            self._paths.ensure()
+            container = av.open(str(clip.part), mode="w", format="mp4", options={"movflags": "+faststart"})
+        except (OSError, av.error.FFmpegError) as exc:
+            self._fail(clip, _io_error(clip, exc))
+            return
+        stream = container.add_stream_from_template(codec.template, opaque=True)
+        ctx = stream.codec_context
+        # The template may be an encoder's, made before its size was known: the plain fields rule.
+        ctx.width, ctx.height = codec.width, codec.height
+        if codec.extradata is not None:
+            ctx.extradata = codec.extradata
+        stream.time_base = codec.time_base
+        clip.container, clip.stream, clip.codec = container, stream, codec
+        clip.base = first.pts if first.pts is not None else (first.dts if first.dts is not None else 0)
+        clip.first_ts = first.ts
+
+    def _mux(self, clip: _Clip, packet: StoredPacket) -> None:
+        codec = clip.codec
+        assert codec is not None
+        tb = codec.time_base
+        if packet.pts is None and packet.dts is None:
+            pts = dts = round((packet.ts - clip.first_ts) / tb)  # a camera that sends no timestamps
+        else:
+            pts = (packet.pts if packet.pts is not None else packet.dts) - clip.base
+            dts = (packet.dts if packet.dts is not None else packet.pts) - clip.base
+        if clip.last_dts is not None and dts <= clip.last_dts:
+            dts = clip.last_dts + 1  # MP4 needs strictly increasing dts; a camera's jitter must not fail the clip
+            pts = max(pts, dts)
+        if clip.last_pts is not None and pts > clip.last_pts:
+            clip.gap = pts - clip.last_pts
+        duration = packet.duration or clip.gap
+        out = av.Packet(packet.data)
+        out.pts, out.dts, out.duration = pts, dts, duration
+        out.is_keyframe = packet.keyframe
+        out.time_base = tb
+        out.stream = clip.stream
+        try:
+            clip.container.mux(out)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._fail(clip, _io_error(clip, exc))
+            return
+        clip.last_dts, clip.last_pts = dts, max(pts, clip.last_pts or pts)
+        clip.min_pts = pts if clip.min_pts is None else min(clip.min_pts, pts)
+        clip.max_end = max(clip.max_end, pts + duration)
+        clip.last_ts = max(clip.last_ts, packet.ts + float(duration * tb))
+        clip.written += 1
+
+    def _finalize(self, clip: _Clip, truncated: str) -> None:
+        if clip.container is None:
+            why = f"the stream ended ({truncated})" if truncated else "no video arrived"
+            self._fail(clip, ClipError(f"no video for the clip: {why}", event_id=clip.event_id))
+            return
+        self._release(clip)
+        try:
+            clip.container.close()  # trailer; faststart moves the index to the front
+            os.replace(clip.part, clip.path)
+            size = clip.path.stat().st_size
+        except (OSError, av.error.FFmpegError) as exc:
+            _unlink(clip.part)
+            self._report(clip, _io_error(clip, exc))
+            return
+        assert clip.codec is not None
+        duration = float((clip.max_end - (clip.min_pts or 0)) * clip.codec.time_base)
+        self._counts["written"] += 1
+        self._counts["packets_written"] += clip.written
+        self._counts["bytes_written"] += size
+        self._deliver(clip, ClipResult(clip.event_id, clip.path, duration, size, clip.first_ts, truncated, clip.written))
+
+    def _fail(self, clip: _Clip, error: ClipError) -> None:
+        if clip.done:
+            return
+        self._release(clip)
+        _close_quietly(clip.container)
+        if clip.container is not None:
+            _unlink(clip.part)
+        self._report(clip, error)
+
+    def _report(self, clip: _Clip, error: ClipError) -> None:
+        self._counts["failed"] += 1
+        log.log(logging.WARNING if error.disk else logging.INFO, "clip %s not written: %s", clip.event_id, error.reason)
+        self._deliver(clip, error)
+
+    def _abandon(self, clip: _Clip) -> None:
+        self._release(clip)
+        _close_quietly(clip.container)
+        _unlink(clip.part)
+        self._counts["cancelled"] += 1
+
+    def _release(self, clip: _Clip) -> None:
+        """Mark done, forget it, detach its tap (never under our lock: the buffer's lock comes first)."""
+        with self._cond:
+            clip.done = True
+            if self._clips.get(clip.event_id) is clip:
+                del self._clips[clip.event_id]
+        if clip.tap is not None:
+            clip.buffer.detach(clip.tap)
+
+    @staticmethod
+    def _deliver(clip: _Clip, result: ClipResult | ClipError) -> None:
+        try:
+            clip.on_done(result)
+        except Exception:
+            log.exception("clip %s: on_done failed", clip.event_id)
+
+
+def _io_error(clip: _Clip, exc: BaseException) -> ClipError:
+    code = getattr(exc, "errno", None)
+    what = getattr(exc, "strerror", None) or str(exc)
+    return ClipError(f"cannot write {clip.part.name}: {what}", disk=code in DISK_ERRNOS, event_id=clip.event_id)
+
+
+def _close_quietly(container: Any) -> None:
+    if container is None:
+        return
+    try:
+        container.close()
+    except Exception as exc:  # the clip is being thrown away; its trailer does not matter
+        log.debug("closing an abandoned clip failed: %s", exc)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not delete %s: %s", path, exc.strerror or exc)
