@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,7 @@ class StreamInfo:
     figures: StreamFigures
     top_k: tuple[tuple[str, float], ...]
     open_events: tuple[LabelEvent, ...]
+    recording: Any = None  # stream.events.recorder.StreamRecording, when events are recorded
 
 
 class LiveStream:
@@ -79,8 +81,12 @@ class LiveStream:
         span_s: float,
         stride_s: float,
         observers: list[Callable[[Prediction], None]] | None = None,
+        record: Any = None,
+        packets: Any = None,
     ) -> None:
         self.id = stream_id
+        self.record = record  # its RecordConfig, when events are recorded (a store exists)
+        self.packets = packets  # its stream.events.packets.PacketBuffer, when clips are recorded
         self.url = url
         self.kind = kind
         self.ring = ring

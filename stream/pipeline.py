@@ -4,14 +4,18 @@ This is what the server calls: add and remove streams while running, list
 them with their figures, and shut everything down in order.
 
 With an event store (``Pipeline(..., store=EventStore.open(...))``) every
-label event is written to it, and streams added with ``persist=True`` (the
+label event is written to it, streams added with ``persist=True`` (the
 server's POST /api/streams) are stored and started again by the next
-:meth:`Pipeline.start`. Without one (library use) nothing touches the disk.
+:meth:`Pipeline.start`, and events are recorded (``events.record``: a clip out
+of each stream's packet buffer, snapshots; see stream.events.recorder) and
+expired (``events.retain_days``, ``events.max_disk_mb``). Without one
+(library use) nothing touches the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from stream import clock
-from stream.config import Config, LabelConfig
+from stream.config import Config, LabelConfig, RecordConfig
 from stream.events.types import EndReason, StoredStream
 from stream.hub import Hub
 from stream.ids import STREAM_ID_RULE, is_valid_stream_id
@@ -50,6 +54,7 @@ __all__ = ["Pipeline", "StreamExists", "UnknownStream", "SourceFactory"]
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[FrameSink, SizeFor, StatusCallback], Source]
+_PRE_CAPTURE_SLACK_S = 3.0
 
 
 class StreamExists(ValueError):
@@ -93,6 +98,9 @@ class Pipeline:
         # Seqs go on from the highest one stored, so they increase across restarts.
         self.hub = hub or Hub(first_seq=store.last_seq if store is not None else 0)
         self._store_sub = None
+        self.recorder = None  # stream.events.recorder.Recorder, with a store
+        self.retention = None  # stream.events.retention.Retention, with a store
+        self.disk_guard = None  # stream.events.retention.DiskGuard, with a store
         self.source_options = source_options or SourceOptions()
         self.num_frames = config.window.frames or recognizer.num_frames
         self.scheduler = InferenceScheduler(
@@ -119,11 +127,30 @@ class Pipeline:
             # Subscribed before any stream starts: no event can be missed.
             self._store_sub = StoreSubscriber(self.hub, self.store)
             self._store_sub.start()
+            self._start_recording()
         self.scheduler.start()
         for src in self.config.sources:
-            await self.add_stream(src.url, stream_id=src.id, max_fps=src.max_fps, loop=src.loop, labels=src.labels)
+            await self.add_stream(src.url, stream_id=src.id, max_fps=src.max_fps, loop=src.loop, labels=src.labels, record=src.record)
         if self.store is not None:
             await self._restore_streams()
+
+    def _start_recording(self) -> None:
+        from stream.events.recorder import Recorder
+        from stream.events.retention import DiskGuard, Retention
+
+        events = self.config.events
+        self.disk_guard = guard = DiskGuard(self.store.media, events.min_free_mb)
+        self.recorder = Recorder(
+            self.hub,
+            self.store,
+            settings_for=lambda sid: s.record if (s := self._streams.get(sid)) is not None else None,
+            source_of=lambda sid: s.source if (s := self._streams.get(sid)) is not None else None,
+            buffer_of=lambda sid: s.packets if (s := self._streams.get(sid)) is not None else None,
+            disk_check=guard.check,
+        )
+        self.recorder.start()
+        self.retention = Retention(self.store, self.store.media, events)
+        self.retention.start()
 
     async def _restore_streams(self) -> None:
         """Start the streams the API added before the last stop (after the config's, which win a clash)."""
@@ -136,7 +163,8 @@ class Pipeline:
                 continue
             try:
                 labels = LabelConfig(**stored.labels) if stored.labels else None
-                await self.add_stream(stored.url, stream_id=stored.id, max_fps=stored.max_fps, loop=stored.loop, labels=labels)
+                record = RecordConfig(**stored.record) if stored.record else None
+                await self.add_stream(stored.url, stream_id=stored.id, max_fps=stored.max_fps, loop=stored.loop, labels=labels, record=record)
             except (ValueError, StreamExists) as exc:
                 log.warning("stored stream %s could not be started: %s", stored.id, exc)
 
@@ -151,6 +179,11 @@ class Pipeline:
             s.tracker.close_reason = EndReason.SERVER_STOPPED.value
         await asyncio.gather(*(s.stop("server shutting down") for s in streams), return_exceptions=True)
         await self.scheduler.stop()
+        if self.retention is not None:
+            await self.retention.stop()
+        if self.recorder is not None:
+            # Clips end with what they have; their clip messages reach the store's subscription below.
+            await self.recorder.stop()
         if self._store_sub is not None:
             # The ends just published reach the writer's queue; the store's owner closes it (drains).
             await self._store_sub.stop()
@@ -184,9 +217,19 @@ class Pipeline:
             candidate, n = f"{base}-{n}", n + 1
         return candidate
 
-    def _make_stream(self, stream_id: str, url: str, kind: str, max_fps: float | None, labels: LabelConfig | None) -> LiveStream:
+    def _make_stream(
+        self, stream_id: str, url: str, kind: str, max_fps: float | None, labels: LabelConfig | None, record: RecordConfig | None = None
+    ) -> LiveStream:
         ring = make_ring(self.config, self.num_frames, max_fps)
         tracker = LabelTracker(stream_id, self.recognizer.labels, labels or self.config.labels, self.config.top_k)
+        record = record or self.config.events.record
+        packets = None
+        if self.store is not None and record.clips:
+            from stream.events.packets import PacketBuffer
+
+            # The pre-capture reaches back from an event's start, which is stamped when the
+            # model's answer arrives (a label age after the frames): keep a little more.
+            packets = PacketBuffer(keep_s=record.pre_capture_s + _PRE_CAPTURE_SLACK_S)
         return LiveStream(
             stream_id,
             url=url,
@@ -199,6 +242,8 @@ class Pipeline:
             span_s=self.config.window.span_s,
             stride_s=self.config.window.stride_s,
             observers=self.observers,
+            record=record if self.store is not None else None,
+            packets=packets,
         )
 
     def _claim_id(self, stream_id: str | None, url: str | int) -> str:
@@ -218,6 +263,7 @@ class Pipeline:
         max_fps: float | None = None,
         loop: bool = True,
         labels: LabelConfig | None = None,
+        record: RecordConfig | None = None,
         persist: bool = False,
     ) -> StreamInfo:
         """Start a stream from a URL, device or file.
@@ -232,7 +278,7 @@ class Pipeline:
         async with self._lock:
             sid = self._claim_id(stream_id, url)
             kind, shown = describe_source(url)
-            stream = self._make_stream(sid, shown, kind, max_fps, labels)
+            stream = self._make_stream(sid, shown, kind, max_fps, labels, record)
             self._streams[sid] = stream
         options = SourceOptions(
             **{
@@ -247,17 +293,27 @@ class Pipeline:
         except InvalidSource as exc:
             log.warning("stream %s: %s", sid, exc)
             stream.fail(str(exc))
-            await self._persist(persist, sid, url, max_fps, loop, labels)
+            await self._persist(persist, sid, url, max_fps, loop, labels, record)
             return stream.info()
+        self._record_into(stream, source)
         await stream.start(source)
         log.info("stream %s added: %s", sid, shown)
-        await self._persist(persist, sid, url, max_fps, loop, labels)
-        return stream.info()
+        await self._persist(persist, sid, url, max_fps, loop, labels, record)
+        return self.stream(sid)
 
-    async def _persist(self, persist: bool, sid: str, url: str | int, max_fps: float | None, loop: bool, labels: LabelConfig | None) -> None:
+    @staticmethod
+    def _record_into(stream: LiveStream, source: Source) -> None:
+        if stream.packets is not None:
+            source.set_recording(stream.packets, stream.record)
+
+    async def _persist(
+        self, persist: bool, sid: str, url: str | int, max_fps: float | None, loop: bool, labels: LabelConfig | None, record: RecordConfig | None
+    ) -> None:
         if not persist or self.store is None:
             return
-        stored = StoredStream(sid, url, max_fps, loop, labels.model_dump() if labels is not None else None)
+        stored = StoredStream(
+            sid, url, max_fps, loop, labels.model_dump() if labels is not None else None, record.model_dump() if record is not None else None
+        )
         # Awaited: once the API answers 201 the stream survives a crash.
         await _stored(self.store.put_stream(stored), f"stream {sid} could not be stored; it will not come back after a restart")
 
@@ -270,8 +326,10 @@ class Pipeline:
             sid = self._claim_id(stream_id, url or kind)
             stream = self._make_stream(sid, url or kind, kind, None, labels)
             self._streams[sid] = stream
-        await stream.start(factory(stream.ring, self.recognizer.ingest_hw, stream.on_status))
-        return stream.info()
+        source = factory(stream.ring, self.recognizer.ingest_hw, stream.on_status)
+        self._record_into(stream, source)
+        await stream.start(source)
+        return self.stream(sid)
 
     async def remove_stream(self, stream_id: str, reason: str = "removed") -> None:
         """Stop a stream and forget it; its open label events end."""
@@ -292,10 +350,20 @@ class Pipeline:
         log.info("stream %s removed", stream_id)
 
     def streams(self) -> list[StreamInfo]:
-        return [s.info() for s in self._streams.values()]
+        return [self._info(s) for s in self._streams.values()]
 
     def stream(self, stream_id: str) -> StreamInfo:
-        return self._get(stream_id).info()
+        return self._info(self._get(stream_id))
+
+    def packet_bytes(self) -> dict[str, int]:
+        """Bytes of compressed video each recorded stream keeps for pre-capture (for /metrics)."""
+        return {sid: int(s.packets.stats().get("bytes", 0)) for sid, s in self._streams.items() if s.packets is not None}
+
+    def _info(self, stream: LiveStream) -> StreamInfo:
+        info = stream.info()
+        if self.recorder is not None:
+            info = dataclasses.replace(info, recording=self.recorder.recording(stream.id))
+        return info
 
     def live_stream(self, stream_id: str) -> LiveStream:
         return self._get(stream_id)

@@ -52,6 +52,7 @@ async def test_list_get_and_pages(recognizer, tmp_path):
             "id": "cam:x:6", "stream": "cam", "label": "sit", "start": 1006.0, "end": 1.0e9, "in_progress": False,
             "score": 0.5, "peak_score": 0.6, "peak_ts": 1006.0, "has_clip": False, "has_snapshot": False,
             "end_reason": "score_dropped", "seq": 1, "url": "/api/events/cam%3Ax%3A6",
+            "clip_url": None, "clip_duration_s": None, "snapshot_url": None,
         }  # fmt: skip
         assert (await client.get(first["url"])).json() == first
         ids, cursor = [], None

@@ -16,6 +16,7 @@ from stream.events import EventStore
 from stream.events import retention as retention_module
 from stream.events.files import MediaPaths
 from stream.events.retention import MB, SETTLE_S, DiskGuard, Retention
+from tests.support.disk import tmpfs
 
 NOW = 1_900_000_000.0  # the retention clock: a fixed Unix time, days are arithmetic
 DAY = 86400.0
@@ -238,19 +239,6 @@ async def test_start_runs_soon_and_stop_is_idempotent(store, paths):
 
 
 # --------------------------------------------------------------------- the disk guard
-@contextlib.contextmanager
-def tmpfs(folder, size="1m"):
-    """A real small tmpfs at ``folder``; skips the test where mounting is not permitted."""
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
 def test_disk_guard_pauses_on_a_full_tmpfs_and_resumes(tmp_path):
     """On a 1 MiB tmpfs, filling it past min_free_mb gives a reason naming free space and the key; freeing resumes."""
     with tmpfs(tmp_path / "mnt") as mnt:

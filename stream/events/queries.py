@@ -80,10 +80,10 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> StoredEvent | None:
 
 def list_streams(conn: sqlite3.Connection) -> list[StoredStream]:
     """Stored API streams in the order they were added."""
-    rows = conn.execute("SELECT id, url, max_fps, loop, labels FROM streams ORDER BY added, id").fetchall()
+    rows = conn.execute("SELECT id, url, max_fps, loop, labels, record FROM streams ORDER BY added, id").fetchall()
     return [
-        StoredStream(id_, json.loads(url), max_fps, bool(loop), json.loads(labels) if labels else None)
-        for id_, url, max_fps, loop, labels in rows
+        StoredStream(id_, json.loads(url), max_fps, bool(loop), json.loads(labels) if labels else None, json.loads(record) if record else None)
+        for id_, url, max_fps, loop, labels, record in rows
     ]
 
 

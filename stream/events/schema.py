@@ -72,6 +72,8 @@ _V2 = (
         ts REAL NOT NULL
     )""",
     "CREATE INDEX event_log_by_event ON event_log (event_id)",
+    # A stream's own recording settings (JSON of RecordConfig), like its labels.
+    "ALTER TABLE streams ADD COLUMN record TEXT",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)

@@ -224,7 +224,8 @@ class EventStore:
 
     def put_stream(self, stream: StoredStream) -> concurrent.futures.Future:
         labels = json.dumps(stream.labels) if stream.labels is not None else None
-        args = (stream.id, json.dumps(stream.url), stream.max_fps, int(stream.loop), labels, time.time())
+        record = json.dumps(stream.record) if stream.record is not None else None
+        args = (stream.id, json.dumps(stream.url), stream.max_fps, int(stream.loop), labels, record, time.time())
         return self._submit("put_stream", args, want_result=True)
 
     def delete_stream(self, stream_id: str) -> concurrent.futures.Future:
@@ -299,7 +300,7 @@ class EventStore:
         if kind == "event":
             conn.execute(_UPSERT, args)
         elif kind == "put_stream":
-            conn.execute("INSERT OR REPLACE INTO streams (id, url, max_fps, loop, labels, added) VALUES (?, ?, ?, ?, ?, ?)", args)
+            conn.execute("INSERT OR REPLACE INTO streams (id, url, max_fps, loop, labels, record, added) VALUES (?, ?, ?, ?, ?, ?, ?)", args)
         elif kind == "delete_stream":
             return conn.execute("DELETE FROM streams WHERE id = ?", args).rowcount > 0
         elif kind == "delete_event":

@@ -85,6 +85,7 @@ class StoredStream:
     max_fps: float | None = None
     loop: bool = True
     labels: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None  # its own RecordConfig, if it has one
 
     def __repr__(self) -> str:  # a repr in a log line must not carry the password
         from stream.sources.urls import mask_url

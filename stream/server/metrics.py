@@ -72,6 +72,58 @@ class _StreamCollector(Collector):
                 "Hub messages the event store's subscription lost (an error: missing rows).",
                 value=st.subscription_dropped,
             )
+        yield from self._recording(infos)
+
+    def _recording(self, infos) -> Iterator:
+        recorder, retention = self._pipeline.recorder, self._pipeline.retention
+        if recorder is None:
+            return
+        paused = GaugeMetricFamily(
+            "stream_recording_paused", "1 while the stream's clips and snapshots are paused (disk full or not writable).",
+            labels=["stream", "reason"],
+        )
+        buffered = GaugeMetricFamily("stream_packet_buffer_bytes", "Compressed video kept for pre-capture.", labels=["stream"])
+        for info in infos:
+            rec = info.recording
+            if rec is not None and rec.state != "off":
+                paused.add_metric([info.id, rec.reason], 1.0 if rec.state == "paused" else 0.0)
+        for stream_id, nbytes in self._pipeline.packet_bytes().items():
+            buffered.add_metric([stream_id], nbytes)
+        yield paused
+        yield buffered
+        st = recorder.stats()
+        for name, doc, value in (
+            ("recorder_clips_started", "Clips begun (one per event with recording on).", st.clips_started),
+            ("recorder_clips_written", "Clips completed and published.", st.clips_written),
+            ("recorder_clips_failed", "Clips that could not be written (the log says why).", st.clips_failed),
+            ("recorder_snapshots_written", "Snapshots written (the first and each higher peak).", st.snapshots_written),
+            ("recorder_snapshots_failed", "Snapshots that could not be taken or written.", st.snapshots_failed),
+            ("recorder_subscription_dropped", "Hub messages the recorder lost (an error: events without clips).", st.dropped),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("recorder_clips_active", "Clips being written now.", value=st.clips_active)
+        for key, value in sorted(st.clip_recorder.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield GaugeMetricFamily(f"recorder_clip_writer_{key}", f"Clip writer figure {key!r}.", value=value)
+        if retention is not None:
+            rs = retention.stats()
+            for name, doc, value in (
+                ("retention_runs", "Retention runs.", rs.runs),
+                ("retention_failures", "Retention runs that failed (the log says why).", rs.failures),
+                ("retention_deleted_aged", "Events removed for being older than events.retain_days.", rs.deleted_aged),
+                ("retention_deleted_capped", "Events removed to keep media under events.max_disk_mb.", rs.deleted_capped),
+                ("retention_orphans_removed", "Media files removed that had no event.", rs.orphans_removed),
+                ("retention_bytes_freed", "Bytes of media retention removed.", rs.bytes_freed),
+            ):
+                yield CounterMetricFamily(name, doc, value=value)
+            if rs.usage_bytes is not None:
+                yield GaugeMetricFamily("events_media_bytes", "Bytes of clips and snapshots at the last retention run.", value=rs.usage_bytes)
+        guard = self._pipeline.disk_guard
+        if guard is not None:
+            gs = guard.stats()
+            if gs.free_bytes is not None:
+                yield GaugeMetricFamily("events_disk_free_bytes", "Free bytes on the disk of the media folders.", value=gs.free_bytes)
+            yield GaugeMetricFamily("events_recording_paused", "1 while recording is paused for disk trouble (all streams).", value=int(gs.paused))
 
 
 class _ServerCollector(Collector):

@@ -173,6 +173,9 @@ _STORED_EVENT = {
         },
         "seq": {"type": "integer", "minimum": 0},
         "url": {"type": "string", "description": "/api/events/<id>"},
+        "clip_url": {"type": ["string", "null"], "description": "/api/events/<id>/clip.mp4 once the clip is ready; null before."},
+        "clip_duration_s": {"type": ["number", "null"]},
+        "snapshot_url": {"type": ["string", "null"], "description": "/api/events/<id>/snapshot.jpg once there is one."},
     },
 }
 
@@ -331,6 +334,23 @@ _OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] 
         (400, *_AUTH),
     ),
     ("get", "/api/events/{event_id}"): (200, {"description": "The event.", "content": _json("StoredEvent")}, (404, *_AUTH)),
+    ("get", "/api/events/{event_id}/clip.mp4"): (
+        200,
+        {
+            "description": "The event's clip: H.264 in MP4, timestamps from zero, pre_capture_s before its start to "
+            "post_capture_s after its end. Range requests are answered with 206.",
+            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        (404, *_AUTH),
+    ),
+    ("get", "/api/events/{event_id}/snapshot.jpg"): (
+        200,
+        {
+            "description": "A JPEG of the frame where the event's smoothed score peaked, at the camera's resolution.",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        (404, *_AUTH),
+    ),
     ("delete", "/api/events/{event_id}"): (
         204,
         {"description": "Deleted (a finished event; a running one is 409 event_in_progress)."},
