@@ -85,6 +85,7 @@ class _Clip:
         self.refused = ""  # start() could not take it
         self.done = False
         # The writer thread's:
+        self.file: Any = None  # the .part file, ours to close (see _open)
         self.container: Any = None
         self.stream: Any = None
         self.codec: CodecInfo | None = None
@@ -171,7 +172,12 @@ class ClipRecorder:
         buffer.attach(clip.tap, from_ts)
 
     def finish(self, event_id: str, until_ts: float) -> None:
-        """Write what arrives up to ``until_ts`` (monotonic), then close and rename the clip."""
+        """Write the packets up to ``until_ts`` (monotonic), then close and rename the clip.
+
+        May be called before ``until_ts`` (the clip then ends exactly there)
+        or after it (packets written meanwhile stay in). If no packet past
+        ``until_ts`` comes within the grace time, the clip ends with what it has.
+        """
         with self._cond:
             clip = self._clips.get(event_id)
             if clip is None or clip.until_ts is not None:
@@ -245,8 +251,10 @@ class ClipRecorder:
                 closing = self._closing
             for clip, codec, payload in items:
                 self._guarded(clip, self._process, clip, codec, payload)
+            with self._cond:
+                drained = not self._items  # else packets came meanwhile: what ends a clip waits for them
             for clip in list(self._clips.values()):
-                self._guarded(clip, self._service, clip, closing)
+                self._guarded(clip, self._service, clip, closing, drained)
             if closing:
                 with self._cond:
                     if not self._items and not self._clips:
@@ -275,13 +283,15 @@ class ClipRecorder:
             if clip.done:
                 return
 
-    def _service(self, clip: _Clip, closing: bool) -> None:
+    def _service(self, clip: _Clip, closing: bool, drained: bool) -> None:
         if clip.done:
             return
         if clip.cancelled:
             self._abandon(clip)
         elif clip.refused:
             self._fail(clip, ClipError(clip.refused, event_id=clip.event_id))
+        elif not drained:
+            return
         elif clip.overflowed:
             self._counts["overloaded"] += 1
             self._finalize(clip, "recorder_overloaded")
@@ -313,9 +323,14 @@ class ClipRecorder:
         self._mux(clip, packet)
 
     def _open(self, clip: _Clip, codec: CodecInfo, first: StoredPacket) -> None:
+        # The file is opened here, not by FFmpeg: when FFmpeg's own open is
+        # followed by a failed header write (a full disk), PyAV never closes
+        # that descriptor. Unbuffered, so a failed write is not retried at
+        # every seek; by path, so +faststart can reopen it to move the index.
         try:
             self._paths.ensure()
-            container = av.open(str(clip.part), mode="w", format="mp4", options={"movflags": "+faststart"})
+            clip.file = open(clip.part, "w+b", buffering=0, opener=_private)
+            container = av.open(clip.file, mode="w", format="mp4", options={"movflags": "+faststart"})
         except (OSError, av.error.FFmpegError) as exc:
             self._fail(clip, _io_error(clip, exc))
             return
@@ -369,10 +384,11 @@ class ClipRecorder:
         self._release(clip)
         try:
             clip.container.close()  # trailer; faststart moves the index to the front
+            clip.file.close()
             os.replace(clip.part, clip.path)
             size = clip.path.stat().st_size
         except (OSError, av.error.FFmpegError) as exc:
-            _unlink(clip.part)
+            _discard(clip)
             self._report(clip, _io_error(clip, exc))
             return
         assert clip.codec is not None
@@ -386,9 +402,7 @@ class ClipRecorder:
         if clip.done:
             return
         self._release(clip)
-        _close_quietly(clip.container)
-        if clip.container is not None:
-            _unlink(clip.part)
+        _discard(clip)
         self._report(clip, error)
 
     def _report(self, clip: _Clip, error: ClipError) -> None:
@@ -398,8 +412,7 @@ class ClipRecorder:
 
     def _abandon(self, clip: _Clip) -> None:
         self._release(clip)
-        _close_quietly(clip.container)
-        _unlink(clip.part)
+        _discard(clip)
         self._counts["cancelled"] += 1
 
     def _release(self, clip: _Clip) -> None:
@@ -425,19 +438,23 @@ def _io_error(clip: _Clip, exc: BaseException) -> ClipError:
     return ClipError(f"cannot write {clip.part.name}: {what}", disk=code in DISK_ERRNOS, event_id=clip.event_id)
 
 
-def _close_quietly(container: Any) -> None:
-    if container is None:
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)  # clips show what cameras saw
+
+
+def _discard(clip: _Clip) -> None:
+    """Throw a clip's file away: closed first, so PyAV skips the trailer instead of writing to a full disk."""
+    if clip.file is None:
         return
+    for close in (clip.file.close, clip.container.close if clip.container is not None else None):
+        try:
+            if close is not None:
+                close()
+        except Exception as exc:  # the clip is being thrown away; its trailer does not matter
+            log.debug("closing an abandoned clip failed: %s", exc)
     try:
-        container.close()
-    except Exception as exc:  # the clip is being thrown away; its trailer does not matter
-        log.debug("closing an abandoned clip failed: %s", exc)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
+        clip.part.unlink()
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.warning("could not delete %s: %s", path, exc.strerror or exc)
+        log.warning("could not delete %s: %s", clip.part, exc.strerror or exc)

@@ -22,7 +22,7 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,11 @@ from stream.model.preprocess import resize_frame
 from stream.sources.errors import EndOfStream, IllegalTransition
 from stream.sources.urls import scrub
 from stream.types import Frame, SourceState, StreamStatus
+
+if TYPE_CHECKING:
+    from stream.config import RecordConfig
+    from stream.events.encoder import FrameEncoder
+    from stream.events.packets import PacketBuffer
 
 __all__ = [
     "FrameSink",
@@ -185,6 +190,9 @@ class Source:
     """
 
     kind: ClassVar[str] = "source"
+    # Sources of decoded frames (webcams, WebRTC) record clips through a FrameEncoder;
+    # the others copy their compressed packets into the buffer themselves.
+    encodes_for_clips: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -231,6 +239,8 @@ class Source:
         self._conn_index = 0
         self._last_frame_at = clock.now()
         self._decode_times: collections.deque[float] = collections.deque(maxlen=512)
+        self._record_buffer: PacketBuffer | None = None  # see set_recording()
+        self._encoder: FrameEncoder | None = None
 
     # ----------------------------------------------------------------- public
 
@@ -251,6 +261,8 @@ class Source:
         self._started = True
         self._loop = asyncio.get_running_loop()
         self._set_state(SourceState.CONNECTING, f"connecting to {self.display}")
+        if self._encoder is not None:
+            self._encoder.start()
         await self._start_impl()
 
     async def stop(self) -> None:
@@ -288,6 +300,34 @@ class Source:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def set_recording(self, buffer: PacketBuffer | None, settings: RecordConfig | None = None) -> None:
+        """Keep this source's video in ``buffer`` for clips (None: do not). Call before :meth:`start`.
+
+        ``settings`` (encode_fps, encode_max_height) matter only for sources
+        of decoded frames, which encode them (see ``encodes_for_clips``).
+        """
+        if self._started:
+            raise RuntimeError(f"source {self.stream_id!r}: set_recording() must come before start()")
+        self._record_buffer, self._encoder = buffer, None
+        if buffer is not None and self.encodes_for_clips:
+            from stream.config import RecordConfig
+            from stream.events.encoder import FrameEncoder
+
+            settings = settings or RecordConfig()
+            self._encoder = FrameEncoder(
+                buffer, fps=settings.encode_fps, max_height=settings.encode_max_height,
+                convert_lock=self._convert_lock, name=self.stream_id,
+            )
+
+    def latest_full_frame(self) -> tuple[np.ndarray, float] | None:
+        """The newest decoded frame as RGB at full camera resolution, upright, and its ts (for snapshots)."""
+        latest = self._latest
+        if latest is None:
+            return None
+        raw, to_rgb, ts = latest
+        with self._convert_lock:
+            return to_rgb(raw), ts
 
     def snapshot(self) -> np.ndarray | None:
         """The newest decoded frame as RGB at model scale, converted now (for a live preview)."""
@@ -399,6 +439,13 @@ class Source:
         """Move to ``state`` only if the source is still in ``expect``; True if it moved."""
         return self._transition(state, reason, expect=expect)
 
+    def _end_recording(self, reason: str) -> None:
+        """The video stops here (disconnect, stop): a clip being written ends with what it has."""
+        if self._encoder is not None:
+            self._encoder.break_segment(reason)
+        elif self._record_buffer is not None:
+            self._record_buffer.end(reason)
+
     def _begin_connection(self) -> None:
         """Call before every (re)connect: a clip must never span the gap."""
         self._sink.reset()
@@ -410,6 +457,8 @@ class Source:
         """Remember the newest decoded frame and its timestamp, unconverted (a reference, no copy)."""
         self._latest = (raw, to_rgb, ts)
         self._frame_requested = False
+        if self._encoder is not None:
+            self._encoder.offer(raw, to_rgb, ts)
         with self._new_frame:
             self._new_frame.notify_all()
 
@@ -417,9 +466,12 @@ class Source:
         """Whether a snapshot was asked for recently or clip assembly waits for the next frame.
 
         Readers that can skip decoding (grab-only webcams) decode a frame then,
-        even if the ring does not want it.
+        even if the ring does not want it; so does a frame the clip encoder wants.
         """
-        return self._frame_requested or clock.now() - self._preview_asked_at < _PREVIEW_INTEREST_S
+        now = clock.now()
+        if self._encoder is not None and self._encoder.wants(now):
+            return True  # recording: decode at the encoder's rate
+        return self._frame_requested or now - self._preview_asked_at < _PREVIEW_INTEREST_S
 
     def _admit(self, ts: float, size: tuple[int, int] | None = None) -> bool:
         """Count one decoded frame; True if it should be converted and pushed.
@@ -537,6 +589,8 @@ class Source:
                 if self._state not in TERMINAL:
                     self._transition_locked(SourceState.STOPPED, "stopped")
             self._end_waiters()
+            if self._encoder is not None:
+                await self._encoder.stop()  # flushes and ends its segment ("source_stopped")
             self._release()
 
     def _release(self) -> None:

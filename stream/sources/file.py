@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from fractions import Fraction
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import av.error
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_LAG_S = 0.5  # behind schedule by more than this: drop the debt instead of bursting to catch up
 _DEFAULT_FPS = 25.0  # FFmpeg's own guess when a file states no rate
+_MAX_HELD_PACKETS = 64  # demuxed packets held for recording until their frames are shown (the decoder's delay)
 
 
 class FileSource(ThreadedSource):
@@ -75,6 +77,11 @@ class FileSource(ThreadedSource):
                 read_timeout_s=self.options.read_timeout_s,
             )
         self._container, self._stream = open_video(target, self.display, network=False, max_pixels=self.options.max_pixels)
+        if self._record_buffer is not None:
+            from stream.events.packets import CodecInfo
+
+            # A later run of a looping file continues the same clip segment.
+            self._record_buffer.begin(CodecInfo.from_stream(self._stream), continues=self._passes > 0)
 
     def _frame_period(self) -> float:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(_DEFAULT_FPS)
@@ -87,8 +94,11 @@ class FileSource(ThreadedSource):
             period = self._frame_period()
             first_pts: float | None = None
             shown = 0
+            # Recording: packets wait here until their frame is shown, so the
+            # buffer holds what the "camera" has shown, as a live one would.
+            held: collections.deque[Any] = collections.deque()
             try:
-                for frame in self._frames():
+                for frame in self._frames(held.append if self._record_buffer is not None else None):
                     pts = frame.time if frame.time is not None else shown * period
                     if first_pts is None:
                         first_pts = pts
@@ -108,8 +118,11 @@ class FileSource(ThreadedSource):
                     self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, display_size(frame)):
                         self._push_decoded(frame, av_to_rgb, ts)
+                    if held:
+                        self._record_shown(held, base, first_pts, ts)
             except av.error.FFmpegError as exc:
                 raise classify_av_error(exc, self.display, network=False, reading=True, timeout_s=0.0) from None
+            self._record_shown(held, base, first_pts, float("inf"))
             self._passes += 1
             if shown == 0:
                 # Opened fine but nothing decodes: looping would spin forever.
@@ -123,13 +136,29 @@ class FileSource(ThreadedSource):
             self._close()
             self._open()
 
-    def _frames(self) -> Iterator[Any]:
+    def _record_shown(self, held: collections.deque[Any], base: float, first_pts: float | None, shown_ts: float) -> None:
+        """Hand the held packets whose frames are shown by now (``shown_ts``) to the buffer, stamped with their show time."""
+        buffer = self._record_buffer
+        while held and buffer is not None:
+            packet = held[0]
+            if packet.pts is None or first_pts is None or packet.time_base is None:
+                ts = min(shown_ts, time.monotonic())
+            else:
+                ts = base + (float(packet.pts * packet.time_base) - first_pts)
+            if ts > shown_ts and len(held) <= _MAX_HELD_PACKETS:
+                return
+            buffer.add(held.popleft(), ts)
+
+    def _frames(self, on_packet: Callable[[Any], None] | None = None) -> Iterator[Any]:
         """Decoded frames in presentation order, skipping packets that do not decode.
 
         One damaged packet in the middle of a file should cost a frame or a
         GOP, not the stream (``container.decode`` would raise and end it).
+        ``on_packet`` sees every demuxed packet first (recording keeps them).
         """
         for packet in self._container.demux(self._stream):
+            if on_packet is not None:
+                on_packet(packet)
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:

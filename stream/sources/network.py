@@ -91,9 +91,11 @@ class NetworkSource(ThreadedSource):
         self._container: Any = None
         self._stream: Any = None
         self._pts_clock = PtsClock()
+        self._pts_offset: float | None = None  # ts - pts of the newest frame: maps packets like their frames
 
     def _connect(self) -> None:
         self._pts_clock.reset()
+        self._pts_offset = None
         options = self.options
         read_s = read_timeout(options)
         self._container, self._stream = open_video(
@@ -113,10 +115,15 @@ class NetworkSource(ThreadedSource):
             self._stream.codec_context.width,
             self._stream.codec_context.height,
         )
+        if self._record_buffer is not None:
+            from stream.events.packets import CodecInfo
+
+            self._record_buffer.begin(CodecInfo.from_stream(self._stream))
 
     def _read(self) -> None:
         read_s = read_timeout(self.options)
         stream = self._stream
+        buffer = self._record_buffer
         try:
             for packet in self._container.demux(stream):
                 if self.stopping:
@@ -130,14 +137,25 @@ class NetworkSource(ThreadedSource):
                     frames = ()
                 for frame in frames:
                     ts = self._pts_clock.stamp(frame.time, clock.now())
+                    if frame.time is not None:
+                        self._pts_offset = ts - frame.time
                     self._keep_latest(frame, av_to_rgb, ts)
                     if self._admit(ts, display_size(frame)):
                         self._push_decoded(frame, av_to_rgb, ts)
+                if buffer is not None:
+                    buffer.add(packet, self._packet_ts(packet))
                 self._check_watchdog()
         except av.error.FFmpegError as exc:
             if self.stopping:
                 return
             raise classify_av_error(exc, self.display, network=True, reading=True, timeout_s=read_s) from None
+
+    def _packet_ts(self, packet: Any) -> float:
+        """A packet's time on the frames' clock: its pts through their offset, never after its arrival."""
+        arrival = clock.now()
+        if packet.pts is None or self._pts_offset is None or packet.time_base is None:
+            return arrival
+        return min(arrival, float(packet.pts * packet.time_base) + self._pts_offset)
 
     def _disconnect(self) -> None:
         container, self._container, self._stream = self._container, None, None

@@ -182,6 +182,7 @@ class ThreadedSource(Source):
                 error = str(classified)
             finally:
                 self._disconnect()
+                self._end_recording(self._gap_reason())
             if self._stop_event.is_set():
                 break
             # A connection that stayed up longer than the longest wait was
@@ -194,6 +195,12 @@ class ThreadedSource(Source):
             self._set_state_unless_stopping(SourceState.RECONNECTING, f"{error}; retrying in {delay:.1f} s")
             if self._stop_event.wait(delay):
                 break
+
+    def _gap_reason(self) -> str:
+        """Why the video stopped, as a clip cut short says it."""
+        if self._stop_event.is_set() or self._state is SourceState.STOPPED:
+            return "source_stopped"
+        return "source_failed" if self._state is SourceState.FAILED else "camera_disconnected"
 
     def _set_state_unless_stopping(self, state: SourceState, reason: str) -> None:
         with self._lock:

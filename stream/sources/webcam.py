@@ -67,6 +67,7 @@ class WebcamSource(ThreadedSource):
     """
 
     kind = "webcam"
+    encodes_for_clips = True  # decoded frames: clips come from a FrameEncoder
 
     def __init__(
         self,

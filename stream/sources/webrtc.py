@@ -27,6 +27,7 @@ class TrackSource(Source):
     """Frames from an aiortc ``MediaStreamTrack`` (kind "video"), drained by one task."""
 
     kind = "webrtc"
+    encodes_for_clips = True  # decoded frames: clips come from a FrameEncoder
 
     def __init__(
         self,
