@@ -10,6 +10,13 @@ From a shell (one JSON object per line, reconnecting when the server restarts)::
 
     python -m stream subscribe ws://127.0.0.1:8000/ws --stream door --kind events
 
+Reconnects resume: the subscriber remembers the seq of the last event, clip
+or status it delivered (:attr:`Subscriber.last_seq`) and subscribes again
+with ``since_seq``, so the server replays the events and clips it missed
+before the live ones; none is lost or repeated, whatever the outage lasted
+(as long as the server's history still holds it: a ``replayed`` message
+with ``gap: true`` says when it does not).
+
 Built on the ``websockets`` client library; the messages are those of
 docs/protocol.md, as plain dicts.
 """
@@ -30,7 +37,9 @@ __all__ = ["DEFAULT_URL", "Subscriber", "SubscriberError", "add_parser", "main"]
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
-_KINDS = ("labels", "events", "status")
+_KINDS = ("labels", "events", "clips", "status")
+_SEQ_TYPES = ("event", "clip", "status")  # the messages that carry a seq to resume from
+_MAX_SEQ = 2**63 - 1  # what the server accepts (stream.server.protocol.MAX_SEQ; not imported: it pulls in the pipeline)
 
 
 def _shown(url: str) -> str:
@@ -46,11 +55,14 @@ class SubscriberError(RuntimeError):
 
 
 class Subscriber:
-    """An async iterator of server messages (dicts) that reconnects with backoff.
+    """An async iterator of server messages (dicts) that reconnects with backoff and resumes.
 
     After every (re)connect it sends the filter again, so a restarted server
-    keeps the same subscription. ``hello``, ``subscribed`` and ``error``
-    messages are yielded too; check ``msg["type"]``.
+    keeps the same subscription, with ``since_seq`` = :attr:`last_seq` once it
+    has one, so what was published meanwhile is replayed first. ``since_seq``
+    starts the first connection from a stored point too. ``hello``,
+    ``subscribed``, ``replayed`` and ``error`` messages are yielded as well;
+    check ``msg["type"]``.
     """
 
     def __init__(
@@ -66,7 +78,11 @@ class Subscriber:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 5.0,
         on_disconnect: Callable[[str, float], None] | None = None,
+        since_seq: int | None = None,
     ) -> None:
+        whole = isinstance(since_seq, int) and not isinstance(since_seq, bool)
+        if since_seq is not None and not (whole and 0 <= since_seq <= _MAX_SEQ):
+            raise ValueError(f"since_seq must be a whole number from 0 to {_MAX_SEQ}, got {since_seq!r}")
         self.url = url
         self.filter: dict[str, Any] = {
             "type": "subscribe",
@@ -80,8 +96,12 @@ class Subscriber:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.on_disconnect = on_disconnect
+        # Where a reconnect resumes: the seq of the last event, clip or status delivered,
+        # or the position the server named in `subscribed`/`replayed`. None: from now.
+        self.last_seq: int | None = since_seq
         self._ws = None
         self._filtered = False
+        self._resuming = False  # this connection asked for a replay; `replayed` ends it
         self._closed = False
 
     async def __aenter__(self) -> Subscriber:
@@ -109,10 +129,21 @@ class Subscriber:
                     await self._connect()
                     delay = self.backoff_initial_s
                 msg = json.loads(await self._ws.recv())
-                if msg.get("type") == "subscribed":
+                kind = msg.get("type")
+                if kind == "subscribed":
                     self._filtered = True
-                elif not self._filtered and msg.get("type") in ("labels", "event", "status"):
+                    if not self._resuming:
+                        self.last_seq = msg.get("seq", self.last_seq)
+                elif kind == "replayed":
+                    # The server's position now: what comes next is live. Assigned, not
+                    # max()ed: a server with a new database numbers from lower again.
+                    self._resuming = False
+                    self.last_seq = msg.get("seq", self.last_seq)
+                elif not self._filtered and kind in ("labels", *_SEQ_TYPES):
                     continue  # sent before our filter took effect: not what was asked for
+                elif kind in _SEQ_TYPES and isinstance(msg.get("seq"), int):
+                    # max(): the current status sent after a subscribe is an older message again.
+                    self.last_seq = msg["seq"] if self.last_seq is None else max(self.last_seq, msg["seq"])
                 return msg
             except (ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
                 self._ws = None
@@ -129,7 +160,7 @@ class Subscriber:
 
     async def _connect(self) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus, InvalidURI
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
@@ -142,9 +173,13 @@ class Subscriber:
                 hint = "check --token" if status == 401 else "the server refused this client"
                 raise SubscriberError(f"{_shown(self.url)}: HTTP {status} ({hint})") from exc
             raise OSError(f"server answered HTTP {status}") from exc
-        await ws.send(json.dumps(self.filter))
+        except InvalidHandshake as exc:  # e.g. the connection dropped mid-handshake: worth retrying
+            raise OSError(f"no websocket handshake ({exc})") from exc
+        request = self.filter if self.last_seq is None else {**self.filter, "since_seq": self.last_seq}
+        await ws.send(json.dumps(request))
         self._ws = ws
         self._filtered = False
+        self._resuming = self.last_seq is not None
 
 
 def _describe(exc: BaseException) -> str:
@@ -169,24 +204,46 @@ def _min_score(text: str) -> float:
     return value
 
 
+def _since_seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= _MAX_SEQ:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {_MAX_SEQ}, got {text}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``subscribe`` command of ``python -m stream`` (stream.cli calls this)."""
     p = sub.add_parser(
         "subscribe",
         help="print a server's labels and events as JSON lines",
-        description="Print labels, label events and stream status from a running server, one JSON object per line.",
+        description="Print labels, label events, clips and stream status from a running server, one JSON object "
+        "per line. After a reconnect it resumes where it stopped: missed events and clips are replayed first.",
     )
     p.add_argument("url", nargs="?", default=DEFAULT_URL, help=f"websocket URL (default {DEFAULT_URL})")
     p.add_argument("--stream", action="append", default=[], metavar="ID", help="only this stream (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="LABEL", help="only this label (repeatable)")
     p.add_argument("--kind", action="append", default=[], choices=_KINDS, help="only these kinds (repeatable)")
     p.add_argument("--min-score", type=_min_score, default=0.0, help="drop labels and events below this score")
+    p.add_argument(
+        "--since-seq",
+        type=_since_seq,
+        default=None,
+        metavar="N",
+        help="first replay the stored events and clips after seq N (the 'seq' of a line printed before)",
+    )
     p.add_argument("--token", default=None, help="API token (default: STREAM_TOKEN)")
     p.set_defaults(func=_cmd_subscribe)
 
 
 def _note(text: str) -> None:
     print(f"subscribe: {text}", file=sys.stderr, flush=True)
+
+
+def _resume_note(sub: Subscriber) -> str:
+    return "" if sub.last_seq is None else f", then resuming after seq {sub.last_seq}"
 
 
 async def _print_messages(args: argparse.Namespace) -> int:
@@ -197,7 +254,8 @@ async def _print_messages(args: argparse.Namespace) -> int:
         kinds=args.kind or None,
         min_score=args.min_score,
         token=args.token or os.environ.get("STREAM_TOKEN"),
-        on_disconnect=lambda why, delay: _note(f"{why}; reconnecting in {delay:.1f} s"),
+        on_disconnect=lambda why, delay: _note(f"{why}; reconnecting in {delay:.1f} s{_resume_note(sub)}"),
+        since_seq=args.since_seq,
     )
     async with sub:
         async for msg in sub:
@@ -206,7 +264,11 @@ async def _print_messages(args: argparse.Namespace) -> int:
                 _note(f"connected to {args.url} (model {msg.get('model')}, {len(msg.get('streams', []))} streams)")
             elif kind == "error":
                 _note(f"server says: {msg.get('message')}")
-            elif kind in ("labels", "event", "status"):
+            elif kind == "replayed":
+                _note(f"replayed {msg.get('count')} stored messages after seq {msg.get('since_seq')}")
+                if msg.get("gap"):
+                    _note(f"warning: events may be missing: {msg.get('reason')}")
+            elif kind in ("labels", *_SEQ_TYPES):
                 print(json.dumps(msg, separators=(",", ":")), flush=True)
     return 0
 

@@ -54,6 +54,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 STREAM_ID_RE = re.compile(STREAM_ID_PATTERN)  # for the OpenAPI schema; code checks with is_valid_stream_id
 MAX_FILTER_ITEMS = 1000  # streams or labels in one filter: bounds the work per published message
+MAX_SEQ = 2**63 - 1  # seqs are SQLite integers
 
 # Client-facing kind names <-> hub kinds. "event" is accepted as well as "events" (an easy slip).
 KIND_NAMES: dict[str, MessageKind] = {
@@ -80,6 +81,7 @@ class ProtocolError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     filter: Filter
+    since_seq: int | None = None  # replay stored events and clips after this seq first (resume)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ def _decode_json(text: str | bytes) -> Any:
         return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise ProtocolError("bad_json", "not valid JSON: a number has too many digits") from None
     except RecursionError:
         raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
 
@@ -139,7 +143,20 @@ def _type_name(value: Any) -> str:
     )
 
 
-_SUBSCRIBE_KEYS = {"type", "streams", "labels", "kinds", "min_score"}
+def _since_seq(msg: dict) -> int | None:
+    value = msg.get("since_seq")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        got = value if isinstance(value, float) else _type_name(value)
+        raise ProtocolError("bad_field", f"'since_seq' must be a whole number (the seq of the last message you got), got {got}")
+    if not 0 <= value <= MAX_SEQ:
+        got = value if value < 0 else "a larger number"
+        raise ProtocolError("bad_field", f"'since_seq' must be between 0 and {MAX_SEQ}, got {got}")
+    return value
+
+
+_SUBSCRIBE_KEYS = {"type", "streams", "labels", "kinds", "min_score", "since_seq"}
 
 
 def parse_client_message(text: str | bytes) -> ClientMessage:
@@ -157,14 +174,15 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         raise ProtocolError("unknown_type", f"unknown message type {shown!r}: use 'subscribe' or 'ping'")
     extra = sorted(set(msg) - _SUBSCRIBE_KEYS)
     if extra:
-        raise ProtocolError("bad_field", f"unknown field {extra[0][:40]!r} in subscribe: use streams, labels, kinds, min_score")
+        raise ProtocolError("bad_field", f"unknown field {extra[0][:40]!r} in subscribe: use streams, labels, kinds, min_score, since_seq")
     return Subscribe(
         Filter(
             streams=_string_list(msg, "streams"),
             labels=_string_list(msg, "labels"),
             kinds=_kinds(msg),
             min_score=_min_score(msg),
-        )
+        ),
+        since_seq=_since_seq(msg),
     )
 
 
@@ -321,7 +339,11 @@ def clip_json(clip: ClipReady) -> dict[str, Any]:
 
 
 def message_json(msg: HubMessage) -> dict[str, Any]:
-    """A hub message as a websocket message: ``labels``, ``event``, ``clip`` or ``status``."""
+    """A hub message as a websocket message: ``labels``, ``event``, ``clip`` or ``status``.
+
+    Events, clips and status carry the hub's ``seq`` (what ``since_seq`` resumes
+    from); labels do not: they are never replayed, a stale label is worthless.
+    """
     if msg.kind is MessageKind.LABELS:
         body = {"type": "labels", **_labels_json(msg.payload)}
     elif msg.kind is MessageKind.EVENT:
@@ -331,6 +353,8 @@ def message_json(msg: HubMessage) -> dict[str, Any]:
     else:
         body = {"type": "status", **_status_json(msg.payload)}
     body["dropped"] = msg.dropped
+    if msg.kind is not MessageKind.LABELS:
+        body["seq"] = msg.seq
     return body
 
 
@@ -401,8 +425,14 @@ def hello(model_name: str, num_labels: int, streams: list[StreamInfo]) -> dict[s
     }
 
 
-def subscribed(f: Filter) -> dict[str, Any]:
-    return {"type": "subscribed", "filter": filter_json(f)}
+def subscribed(f: Filter, seq: int, since_seq: int | None = None) -> dict[str, Any]:
+    """The answer to ``subscribe``: live messages from now on have a seq above ``seq``."""
+    return {"type": "subscribed", "filter": filter_json(f), "seq": seq, "since_seq": since_seq}
+
+
+def replayed(since_seq: int, count: int, seq: int, gap: str | None = None) -> dict[str, Any]:
+    """The end of a replay: ``count`` stored messages in (since_seq, seq] were sent; ``gap`` says why some may be missing."""
+    return {"type": "replayed", "since_seq": since_seq, "count": count, "seq": seq, "gap": gap is not None, "reason": gap}
 
 
 def error(code: str, message: str) -> dict[str, Any]:
@@ -411,4 +441,4 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 PONG: dict[str, Any] = {"type": "pong"}
 
-__all__ += ["ClientMessage", "PONG", "subscribed", "WebRtcOffer", "parse_webrtc_offer"]
+__all__ += ["ClientMessage", "MAX_SEQ", "PONG", "replayed", "subscribed", "WebRtcOffer", "parse_webrtc_offer"]

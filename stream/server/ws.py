@@ -6,7 +6,8 @@ every stream), then runs three tasks until one ends:
 - the reader parses client messages (``subscribe``, ``ping``) and answers;
   a bad message gets an ``error`` reply and the connection stays open;
 - the writer forwards the client's hub subscription, whose bounded queues
-  drop for this client alone when it reads slowly (newest labels win);
+  drop for this client alone when it reads slowly (newest labels win), but
+  only messages newer than the last ``subscribe`` (its ``seq``);
 - the watchdog ends the session when the client falls too far behind
   (the subscription overflowed) or the server shuts down.
 
@@ -14,11 +15,20 @@ A client that cannot take one message within ``send_timeout_s`` (its TCP
 window stays shut) or whose event backlog overflowed is closed with 1008
 and "too slow: N messages dropped"; nobody else waits for it, because
 publishing to the hub never blocks.
+
+Resume (``subscribe`` with ``since_seq``): the live subscription already
+exists and keeps queueing while the stored event and clip messages in
+(since_seq, seq] are replayed from the event store; the writer is held off
+meanwhile and then sends only what is newer than ``seq``, so the client sees
+every message once, in seq order. Live messages that arrive during a long
+replay wait in the subscription's bounded backlog (an overflow is reported
+through ``dropped``, as for any slow client).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import json
@@ -26,7 +36,9 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from stream.hub import Filter, Hub, SubscriptionClosed
+from stream.events.replay import ReplayQuery, pruned_seq, replay
+from stream.events.types import StoreError
+from stream.hub import Filter, Hub, HubMessage, SubscriptionClosed
 from stream.pipeline import Pipeline
 from stream.server import protocol
 
@@ -105,6 +117,11 @@ class Session:
         self.sessions = sessions
         self.limits = sessions.limits
         self._send_lock = asyncio.Lock()
+        # Held by the writer for each live message and by a subscribe for its whole
+        # answer (subscribed, replay, snapshot): live messages never cut into it.
+        self._live = asyncio.Lock()
+        self._floor = 0  # live messages with a seq at or below this are not sent (older than the subscribe)
+        self._held_drops = 0  # `dropped` counts of messages skipped by the floor, passed on with the next one
         self.sub = None
 
     async def run(self) -> None:
@@ -120,6 +137,7 @@ class Session:
         self.sub = self.hub.subscribe(
             Filter(), event_backlog=self.limits.event_backlog, max_dropped_in_row=self.limits.max_dropped_in_row
         )
+        self._floor = self.hub.seq
         end = _End.CLIENT_GONE
         try:
             await self.ws.accept()
@@ -186,11 +204,50 @@ class Session:
         if isinstance(msg, protocol.Ping):
             await self._send(protocol.PONG)
         elif isinstance(msg, protocol.Subscribe):
-            self.sub.set_filter(msg.filter)
-            await self._send(protocol.subscribed(msg.filter))
-            # The current picture under the new filter, so a client need not wait a stride for it.
-            for snap in self.hub.snapshot(msg.filter):
-                await self._send(protocol.message_json(snap))
+            async with self._live:
+                # From here on the subscription queues what the new filter takes; what it
+                # queued before (seq <= floor) is either replayed or older than this subscribe.
+                self.sub.set_filter(msg.filter)
+                self._floor = self.hub.seq
+                await self._send(protocol.subscribed(msg.filter, self._floor, msg.since_seq))
+                if msg.since_seq is not None:
+                    await self._replay(msg.filter, msg.since_seq, self._floor)
+                # The current picture under the new filter, so a client need not wait a stride for it.
+                for snap in self.hub.snapshot(msg.filter):
+                    await self._send(protocol.message_json(snap))
+
+    async def _replay(self, f: Filter, since_seq: int, until_seq: int) -> None:
+        """Send the stored event and clip messages in (since_seq, until_seq], then ``replayed``."""
+        store = self.pipeline.store
+        query = ReplayQuery.of(f, since_seq, until_seq)
+        count, gap = 0, None
+        if store is None:
+            gap = "this server keeps no event history (no event store)"
+        elif since_seq > until_seq:
+            gap = f"since_seq {since_seq} is newer than this server's latest seq {until_seq} (another or a new event database)"
+        elif not query.empty:
+            try:
+                await self._store_synced()
+                async with contextlib.aclosing(replay(store, query)) as rows:
+                    async for _, body in rows:
+                        await self._send_text(body)
+                        count += 1
+                pruned = await store.aread(pruned_seq)
+                if pruned > since_seq:
+                    gap = f"stored messages after seq {since_seq} (up to seq {pruned}) were deleted (retention or DELETE)"
+            except StoreError as exc:
+                log.warning("websocket replay from seq %s stopped after %s messages: %s", since_seq, count, exc)
+                gap = f"the event store could not answer ({exc}); replayed {count} messages"
+        await self._send(protocol.replayed(since_seq, count, until_seq, gap))
+
+    async def _store_synced(self) -> None:
+        """Wait until everything published so far is in the replay log (the store writes behind the hub)."""
+        # Pipeline has no public handle on its store subscriber (stream/pipeline.py is not
+        # this module's); the one that writes the log is the one to wait for.
+        store_sub = self.pipeline._store_sub
+        if store_sub is None:
+            raise StoreError("the event store is not running")
+        await store_sub.synced()
 
     async def _write(self) -> _End:
         while True:
@@ -198,7 +255,13 @@ class Session:
                 msg = await self.sub.get()
             except SubscriptionClosed:
                 return _End.SHUTDOWN
-            await self._send(protocol.message_json(msg))
+            async with self._live:
+                if msg.seq <= self._floor:
+                    self._held_drops += msg.dropped
+                    continue
+                if self._held_drops:
+                    msg, self._held_drops = _with_drops(msg, self._held_drops), 0
+                await self._send(protocol.message_json(msg))
 
     async def _watch(self) -> _End:
         while True:
@@ -213,7 +276,9 @@ class Session:
     # ------------------------------------------------------------ sending
     async def _send(self, body: dict) -> None:
         """Send one message; raises _TooSlow if the client's window stays shut for send_timeout_s."""
-        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        await self._send_text(json.dumps(body, separators=(",", ":"), allow_nan=False))
+
+    async def _send_text(self, text: str) -> None:
         try:
             await asyncio.wait_for(self._send_locked(text), self.limits.send_timeout_s)
         except asyncio.TimeoutError:
@@ -234,3 +299,7 @@ class Session:
             await asyncio.wait_for(self.ws.close(code, reason[:120]), self.limits.close_timeout_s)
         except (asyncio.TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
             pass
+
+
+def _with_drops(msg: HubMessage, extra: int) -> HubMessage:
+    return dataclasses.replace(msg, dropped=msg.dropped + extra)
