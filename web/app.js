@@ -3,7 +3,10 @@
 // Module map:
 //   api.js         REST calls, token handling, URLs
 //   connection.js  websocket with reconnect/backoff
-//   card.js        one stream's card (bars, badge, timeline)
+//   card.js        one stream's card (bars, badge, recent events, timeline)
+//   events.js      stored events: thumbnails, a card's recent strip, refresh rule
+//   history.js     the history view (#history): all stored events, filtered, paged
+//   player.js      the clip player dialog
 //   preview.js     MJPEG/snapshot previews, capped and paused when unseen
 //   format.js      number/time formatting
 //   camera.js      "Use my camera": the browser's camera sent over WebRTC; it
@@ -15,6 +18,8 @@ import { api, ApiError, urls } from "./api.js";
 import { Connection } from "./connection.js";
 import { StreamCard } from "./card.js";
 import { CameraSource } from "./camera.js";
+import { HistoryView } from "./history.js";
+import { ClipPlayer } from "./player.js";
 import { PreviewPool } from "./preview.js";
 
 const STALE_MIN_MS = 5000;
@@ -49,6 +54,9 @@ const state = {
 };
 
 const previews = new PreviewPool();
+const player = new ClipPlayer(document.getElementById("player"), { onHold: (held) => previews.setHeld(held) });
+const openEvent = (ev, opener) => player.open(ev, opener);
+const historyView = new HistoryView(document.getElementById("history-view"), openEvent);
 
 // ---------------------------------------------------------------- streams
 
@@ -67,10 +75,12 @@ function addOrUpdate(stream, { fresh = false } = {}) {
     card.update(stream);
     return card;
   }
-  card = new StreamCard(stream, { topK: topK(), onRemove: confirmRemove });
+  card = new StreamCard(stream, { topK: topK(), onRemove: confirmRemove, onOpenEvent: openEvent });
   if (pending && !fresh) card.setState(pending.state, pending.reason);
   state.cards.set(id, card);
   els.grid.append(card.el);
+  card.recent.refresh();
+  historyView.addStreams([id]);
   // This page's own camera shows its local <video>, attached by showLocalCamera.
   if (!camera.owns(id)) previews.add(id, card.parts.preview, card.parts.img, card.parts["preview-note"]);
   renderEmpty();
@@ -82,6 +92,7 @@ function dropCard(id) {
   const card = state.cards.get(id);
   if (!card) return;
   previews.remove(id);
+  card.recent.stop();
   card.el.remove();
   state.cards.delete(id);
   renderEmpty();
@@ -187,6 +198,9 @@ const handlers = {
     setConnection("open");
     syncStreams(msg.streams);
     previews.restartAll(); // a restarted server has none of our MJPEG connections
+    // Events may have been stored while we were away.
+    for (const card of state.cards.values()) card.recent.refresh();
+    historyView.refresh();
     if (!state.model || (msg.model && msg.model !== state.model.name)) loadModel();
   },
   status(msg) {
@@ -212,7 +226,16 @@ const handlers = {
   },
   event(msg) {
     const card = state.cards.get(String(msg.stream));
-    if (card) card.addEvent(msg);
+    if (card) {
+      card.addEvent(msg);
+      card.recent.refresh(); // the store has the row (and maybe a snapshot) by the time this runs
+    }
+    historyView.noteMessage(msg);
+  },
+  clip(msg) {
+    state.cards.get(String(msg.stream))?.recent.refresh();
+    historyView.noteMessage(msg);
+    player.clipReady(msg);
   },
   error(msg) {
     console.warn("server says:", msg.code, msg.message);
@@ -292,6 +315,7 @@ async function fetchModel() {
       (part) => part !== undefined && part !== null && part !== "",
     );
     els.modelInfo.textContent = parts.map(String).join(" · ");
+    if (Array.isArray(model.labels)) historyView.addLabels(model.labels);
     els.modelInfo.title = String(model.name ?? "");
   } catch (err) {
     els.modelInfo.textContent = `model info unavailable: ${err.message}`;
@@ -340,6 +364,22 @@ els.url.addEventListener("input", () => {
   if (!els.formError.hidden) showFormError("");
 });
 
+// ---------------------------------------------------------------- views (#history or the live cards)
+
+function showView() {
+  const view = window.location.hash === "#history" ? "history" : "live";
+  document.getElementById("live-view").hidden = view !== "live";
+  document.getElementById("history-view").hidden = view !== "history";
+  for (const tab of document.querySelectorAll(".tab[data-view]")) {
+    if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  if (view === "history") historyView.show();
+  else historyView.hide();
+}
+
+window.addEventListener("hashchange", showView);
+
 // ---------------------------------------------------------------- timers
 
 // Dim a card's bars when its labels stop coming; refresh figures (fps etc.)
@@ -363,5 +403,6 @@ setInterval(async () => {
   }
 }, 5000);
 
+showView();
 loadModel();
 connection.start();

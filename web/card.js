@@ -1,7 +1,9 @@
-// One stream's card: preview, state badge, figures, live top-k bars and the
-// event timeline. Everything the server sends is untrusted text: it goes in
-// with textContent and attributes, never as HTML.
+// One stream's card: preview, state badge, figures, live top-k bars, its
+// recent stored events (thumbnails, events.js) and the event timeline.
+// Everything the server sends is untrusted text: it goes in with textContent
+// and attributes, never as HTML.
 
+import { RecentEvents } from "./events.js";
 import * as fmt from "./format.js";
 
 const MAX_EVENTS = 40;
@@ -9,9 +11,10 @@ const MAX_EVENTS = 40;
 export class StreamCard {
   /**
    * @param {object} stream  a Stream object from the REST API or hello
-   * @param {{topK: number, onRemove: (card: StreamCard) => void}} options
+   * @param {{topK: number, onRemove: (card: StreamCard) => void, onOpenEvent: (ev: object, opener: HTMLElement) => void}} options
+   *   onOpenEvent: a stored event's tile was clicked (the page opens it in the player)
    */
-  constructor(stream, { topK, onRemove }) {
+  constructor(stream, { topK, onRemove, onOpenEvent }) {
     const template = document.getElementById("card-template");
     this.el = template.content.firstElementChild.cloneNode(true);
     this.id = String(stream.id);
@@ -25,6 +28,8 @@ export class StreamCard {
     this.parts.remove.setAttribute("aria-label", `Remove stream ${this.id}`);
     this.parts.remove.addEventListener("click", () => onRemove(this));
     this.parts.img.alt = `Live preview of ${this.id}`;
+    this.recent = new RecentEvents(this.id, { list: this.parts["recent-list"], note: this.parts["recent-note"] }, onOpenEvent);
+    this.parts["recent-list"].setAttribute("aria-label", `Recent events of ${this.id}`);
 
     this.rows = [];
     this.ensureRows(Math.max(1, topK || 5));

@@ -28,6 +28,20 @@ export function clock(unixSeconds) {
   });
 }
 
+/** Unix seconds -> the time today, else the date and time, e.g. "14:03:07" or "3 May, 14:03:07". */
+export function when(unixSeconds) {
+  if (!Number.isFinite(Number(unixSeconds))) return "";
+  const date = new Date(Number(unixSeconds) * 1000);
+  const time = clock(unixSeconds);
+  if (date.toDateString() === new Date().toDateString()) return time;
+  const day = date.toLocaleDateString([], {
+    day: "numeric",
+    month: "short",
+    year: date.getFullYear() === new Date().getFullYear() ? undefined : "numeric",
+  });
+  return `${day}, ${time}`;
+}
+
 export function duration(seconds) {
   const s = Math.max(0, Number(seconds) || 0);
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;

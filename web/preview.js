@@ -102,6 +102,7 @@ export class PreviewPool {
   constructor() {
     this.previews = new Map(); // stream id -> Preview
     this.enabled = false; // false while the server is unreachable
+    this.held = false; // true while the clip player is open
     this.observer = new IntersectionObserver((entries) => this.onIntersect(entries), {
       rootMargin: "200px 0px",
     });
@@ -131,6 +132,12 @@ export class PreviewPool {
     this.rebalance();
   }
 
+  /** Pause every preview while `held` (the clip player is open and needs the connections). */
+  setHeld(held) {
+    this.held = held;
+    this.rebalance();
+  }
+
   /** Reload every playing preview (the server restarted, its MJPEG connections are gone). */
   restartAll() {
     for (const preview of this.previews.values()) if (preview.mode !== "off") preview.restart();
@@ -157,6 +164,8 @@ export class PreviewPool {
     for (const preview of this.previews.values()) {
       if (!this.enabled) {
         preview.setMode("off", "server unreachable");
+      } else if (this.held) {
+        preview.setMode("off", "paused while a clip plays");
       } else if (!active || !preview.visible) {
         preview.setMode("off");
       } else if (live < MAX_LIVE_PREVIEWS) {
