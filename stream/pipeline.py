@@ -152,6 +152,11 @@ class Pipeline:
         self.retention = Retention(self.store, self.store.media, events)
         self.retention.start()
 
+    @property
+    def store_subscriber(self):
+        """The store's hub subscription (stream.events.subscriber.StoreSubscriber), with a store."""
+        return self._store_sub
+
     async def _restore_streams(self) -> None:
         """Start the streams the API added before the last stop (after the config's, which win a clash)."""
         for stored in await self.store.aread(_stored_streams):

@@ -57,6 +57,18 @@ ON CONFLICT (id) DO UPDATE SET end_ts = excluded.end_ts, score = excluded.score,
 _LOG = "INSERT OR REPLACE INTO event_log (seq, event_id, stream, label, peak_score, kind, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+def _prune_log(conn: sqlite3.Connection, event_id: str) -> None:
+    """Delete an event's replay log, remembering the highest seq removed: a replay from before it has a gap."""
+    (top,) = conn.execute("SELECT max(seq) FROM event_log WHERE event_id = ?", (event_id,)).fetchone()
+    if top is not None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('log_pruned_seq', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            (top,),
+        )
+    conn.execute("DELETE FROM event_log WHERE event_id = ?", (event_id,))
+
+
 def _sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
@@ -306,7 +318,7 @@ class EventStore:
         elif kind == "delete_event":
             deleted = conn.execute("DELETE FROM events WHERE id = ? AND end_ts IS NOT NULL", args).rowcount > 0
             if deleted:
-                conn.execute("DELETE FROM event_log WHERE event_id = ?", args)
+                _prune_log(conn, args[0])
             return deleted
         elif kind == "log":
             conn.execute(_LOG, args)
@@ -318,7 +330,7 @@ class EventStore:
             deleted = []
             for event_id in args[0]:
                 if conn.execute("DELETE FROM events WHERE id = ? AND end_ts IS NOT NULL", (event_id,)).rowcount:
-                    conn.execute("DELETE FROM event_log WHERE event_id = ?", (event_id,))
+                    _prune_log(conn, event_id)
                     deleted.append(event_id)
             return tuple(deleted)
         elif kind == "stop":

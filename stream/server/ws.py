@@ -244,7 +244,7 @@ class Session:
         """Wait until everything published so far is in the replay log (the store writes behind the hub)."""
         # Pipeline has no public handle on its store subscriber (stream/pipeline.py is not
         # this module's); the one that writes the log is the one to wait for.
-        store_sub = self.pipeline._store_sub
+        store_sub = self.pipeline.store_subscriber
         if store_sub is None:
             raise StoreError("the event store is not running")
         await store_sub.synced()
