@@ -19,18 +19,15 @@ from __future__ import annotations
 import collections
 import errno
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
-import av.error
-
 from stream import clock
 from stream.events.files import MediaPaths
+from stream.events.mp4 import Mp4Writer, WriteError
 from stream.events.packets import CodecInfo, PacketBuffer, StoredPacket
 
 __all__ = ["ClipError", "ClipRecorder", "ClipResult", "DISK_ERRNOS"]
@@ -84,20 +81,7 @@ class _Clip:
         self.overflowed = False
         self.refused = ""  # start() could not take it
         self.done = False
-        # The writer thread's:
-        self.file: Any = None  # the .part file, ours to close (see _open)
-        self.container: Any = None
-        self.stream: Any = None
-        self.codec: CodecInfo | None = None
-        self.base = 0  # pts of the first packet: the clip starts at zero
-        self.first_ts = 0.0
-        self.last_ts = float("-inf")  # end of the newest packet written, monotonic
-        self.last_dts: int | None = None
-        self.last_pts: int | None = None
-        self.gap = 0  # last pts step, the duration of packets that state none
-        self.min_pts: int | None = None
-        self.max_end = 0
-        self.written = 0
+        self.file: Mp4Writer | None = None  # the writer thread's, from the first keyframe on
 
 
 class _Tap:
@@ -302,107 +286,56 @@ class ClipRecorder:
             self._finalize(clip, "" if self._covered(clip) else "source_stalled")
 
     def _covered(self, clip: _Clip) -> bool:
-        return clip.until_ts is not None and clip.last_ts >= clip.until_ts - _COVER_SLACK_S
+        end = clip.file.end_ts if clip.file is not None else float("-inf")
+        return clip.until_ts is not None and end >= clip.until_ts - _COVER_SLACK_S
 
     def _write(self, clip: _Clip, codec: CodecInfo, packet: StoredPacket) -> None:
         if clip.until_ts is not None and packet.ts > clip.until_ts:
             self._finalize(clip, "")
             return
-        if clip.container is None:
+        if clip.file is None:
             if not packet.keyframe:
                 return  # cannot start a clip here; the replay always starts on a keyframe
-            if not codec.recordable:
-                self._fail(clip, ClipError(f"{codec.codec} video cannot be stored in MP4 ({codec.template_error})", event_id=clip.event_id))
+            try:
+                self._paths.ensure()
+                clip.file = Mp4Writer(clip.part, codec, packet)
+            except ValueError as exc:  # a codec MP4 cannot hold
+                self._fail(clip, ClipError(str(exc), event_id=clip.event_id))
                 return
-            self._open(clip, codec, packet)
-            if clip.done:
+            except WriteError as exc:
+                self._fail(clip, _io_error(clip, exc))
                 return
-        elif packet.ts - clip.first_ts >= clip.max_s:
+        elif packet.ts - clip.file.first_ts >= clip.max_s:
             self._finalize(clip, "max_clip_s")
             return
-        self._mux(clip, packet)
-
-    def _open(self, clip: _Clip, codec: CodecInfo, first: StoredPacket) -> None:
-        # The file is opened here, not by FFmpeg: when FFmpeg's own open is
-        # followed by a failed header write (a full disk), PyAV never closes
-        # that descriptor. Unbuffered, so a failed write is not retried at
-        # every seek; by path, so +faststart can reopen it to move the index.
         try:
-            self._paths.ensure()
-            clip.file = open(clip.part, "w+b", buffering=0, opener=_private)
-            container = av.open(clip.file, mode="w", format="mp4", options={"movflags": "+faststart"})
-        except (OSError, av.error.FFmpegError) as exc:
+            clip.file.write(packet)
+        except WriteError as exc:
             self._fail(clip, _io_error(clip, exc))
-            return
-        stream = container.add_stream_from_template(codec.template, opaque=True)
-        ctx = stream.codec_context
-        # The template may be an encoder's, made before its size was known: the plain fields rule.
-        ctx.width, ctx.height = codec.width, codec.height
-        if codec.extradata is not None:
-            ctx.extradata = codec.extradata
-        stream.time_base = codec.time_base
-        clip.container, clip.stream, clip.codec = container, stream, codec
-        clip.base = first.pts if first.pts is not None else (first.dts if first.dts is not None else 0)
-        clip.first_ts = first.ts
-
-    def _mux(self, clip: _Clip, packet: StoredPacket) -> None:
-        codec = clip.codec
-        assert codec is not None
-        tb = codec.time_base
-        if packet.pts is None and packet.dts is None:
-            pts = dts = round((packet.ts - clip.first_ts) / tb)  # a camera that sends no timestamps
-        else:
-            pts = (packet.pts if packet.pts is not None else packet.dts) - clip.base
-            dts = (packet.dts if packet.dts is not None else packet.pts) - clip.base
-        if clip.last_dts is not None and dts <= clip.last_dts:
-            dts = clip.last_dts + 1  # MP4 needs strictly increasing dts; a camera's jitter must not fail the clip
-            pts = max(pts, dts)
-        if clip.last_pts is not None and pts > clip.last_pts:
-            clip.gap = pts - clip.last_pts
-        duration = packet.duration or clip.gap
-        out = av.Packet(packet.data)
-        out.pts, out.dts, out.duration = pts, dts, duration
-        out.is_keyframe = packet.keyframe
-        out.time_base = tb
-        out.stream = clip.stream
-        try:
-            clip.container.mux(out)
-        except (OSError, av.error.FFmpegError) as exc:
-            self._fail(clip, _io_error(clip, exc))
-            return
-        clip.last_dts, clip.last_pts = dts, max(pts, clip.last_pts or pts)
-        clip.min_pts = pts if clip.min_pts is None else min(clip.min_pts, pts)
-        clip.max_end = max(clip.max_end, pts + duration)
-        clip.last_ts = max(clip.last_ts, packet.ts + float(duration * tb))
-        clip.written += 1
 
     def _finalize(self, clip: _Clip, truncated: str) -> None:
-        if clip.container is None:
+        file = clip.file
+        if file is None:
             why = f"the stream ended ({truncated})" if truncated else "no video arrived"
             self._fail(clip, ClipError(f"no video for the clip: {why}", event_id=clip.event_id))
             return
         self._release(clip)
         try:
-            clip.container.close()  # trailer; faststart moves the index to the front
-            clip.file.close()
-            os.replace(clip.part, clip.path)
-            size = clip.path.stat().st_size
-        except (OSError, av.error.FFmpegError) as exc:
-            _discard(clip)
+            size = file.close(clip.path)
+        except WriteError as exc:
             self._report(clip, _io_error(clip, exc))
             return
-        assert clip.codec is not None
-        duration = float((clip.max_end - (clip.min_pts or 0)) * clip.codec.time_base)
         self._counts["written"] += 1
-        self._counts["packets_written"] += clip.written
+        self._counts["packets_written"] += file.packets
         self._counts["bytes_written"] += size
-        self._deliver(clip, ClipResult(clip.event_id, clip.path, duration, size, clip.first_ts, truncated, clip.written))
+        self._deliver(clip, ClipResult(clip.event_id, clip.path, file.duration_s, size, file.first_ts, truncated, file.packets))
 
     def _fail(self, clip: _Clip, error: ClipError) -> None:
         if clip.done:
             return
         self._release(clip)
-        _discard(clip)
+        if clip.file is not None:
+            clip.file.discard()
         self._report(clip, error)
 
     def _report(self, clip: _Clip, error: ClipError) -> None:
@@ -412,7 +345,8 @@ class ClipRecorder:
 
     def _abandon(self, clip: _Clip) -> None:
         self._release(clip)
-        _discard(clip)
+        if clip.file is not None:
+            clip.file.discard()
         self._counts["cancelled"] += 1
 
     def _release(self, clip: _Clip) -> None:
@@ -436,25 +370,3 @@ def _io_error(clip: _Clip, exc: BaseException) -> ClipError:
     code = getattr(exc, "errno", None)
     what = getattr(exc, "strerror", None) or str(exc)
     return ClipError(f"cannot write {clip.part.name}: {what}", disk=code in DISK_ERRNOS, event_id=clip.event_id)
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)  # clips show what cameras saw
-
-
-def _discard(clip: _Clip) -> None:
-    """Throw a clip's file away: closed first, so PyAV skips the trailer instead of writing to a full disk."""
-    if clip.file is None:
-        return
-    for close in (clip.file.close, clip.container.close if clip.container is not None else None):
-        try:
-            if close is not None:
-                close()
-        except Exception as exc:  # the clip is being thrown away; its trailer does not matter
-            log.debug("closing an abandoned clip failed: %s", exc)
-    try:
-        clip.part.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("could not delete %s: %s", clip.part, exc.strerror or exc)

@@ -67,6 +67,7 @@ class FrameEncoder:
         fps: float,
         max_height: int,
         convert_lock: threading.Lock | None = None,
+        array_format: str = "rgb24",
         name: str = "",
     ) -> None:
         if not fps > 0 or max_height < 2:
@@ -81,6 +82,7 @@ class FrameEncoder:
         self.name = name
         self._period = 1.0 / self.fps
         self._convert_lock = convert_lock or threading.Lock()
+        self._array_format = array_format  # of frames that come as arrays (OpenCV's are bgr24)
         self._cond = threading.Condition()
         self._slot: tuple[Any, Callable[[Any], np.ndarray], float] | None = None
         self._break: str | None = None
@@ -204,13 +206,15 @@ class FrameEncoder:
         self.frames_encoded += 1
 
     def _yuv(self, raw: Any, to_rgb: Callable[[Any], np.ndarray]) -> av.VideoFrame:
-        """The source's frame as a VideoFrame of our size (under the source's convert lock: PyAV frames are not thread-safe)."""
+        """The source's frame as a VideoFrame, straight from its own pixels where it can be (no RGB copy on the way)."""
+        if isinstance(raw, np.ndarray):
+            return av.VideoFrame.from_ndarray(raw, format=self._array_format)  # a new frame: no lock needed
         if isinstance(raw, av.VideoFrame) and not quarter_turns(raw):
             width, height = self._size if self._ctx is not None else encoded_size(raw.width, raw.height, self.max_height)
-            with self._convert_lock:
+            with self._convert_lock:  # the source's own frame: PyAV frames must not convert on two threads at once
                 return raw.reformat(width=width, height=height, format="yuv420p")
         with self._convert_lock:
-            rgb = to_rgb(raw)  # upright RGB (webcams: from BGR; rotated video: turned)
+            rgb = to_rgb(raw)  # upright RGB (a rotated video's frame, turned)
         return av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
     def _open(self, width: int, height: int, ts: float) -> None:

@@ -193,6 +193,7 @@ class Source:
     # Sources of decoded frames (webcams, WebRTC) record clips through a FrameEncoder;
     # the others copy their compressed packets into the buffer themselves.
     encodes_for_clips: ClassVar[bool] = False
+    array_format: ClassVar[str] = "rgb24"  # pixel format of decoded frames that are numpy arrays
 
     def __init__(
         self,
@@ -317,7 +318,7 @@ class Source:
             settings = settings or RecordConfig()
             self._encoder = FrameEncoder(
                 buffer, fps=settings.encode_fps, max_height=settings.encode_max_height,
-                convert_lock=self._convert_lock, name=self.stream_id,
+                convert_lock=self._convert_lock, array_format=self.array_format, name=self.stream_id,
             )
 
     def latest_full_frame(self) -> tuple[np.ndarray, float] | None:

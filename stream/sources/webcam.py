@@ -68,6 +68,7 @@ class WebcamSource(ThreadedSource):
 
     kind = "webcam"
     encodes_for_clips = True  # decoded frames: clips come from a FrameEncoder
+    array_format = "bgr24"  # OpenCV's
 
     def __init__(
         self,
