@@ -182,3 +182,26 @@ async def test_the_schema_documents_the_events_api(recognizer, tmp_path):
     assert set(params) == {"stream", "label", "after", "before", "min_score", "in_progress", "limit", "cursor"}
     assert params["limit"]["type"] == "integer" and params["limit"]["maximum"] == 1000 and params["limit"]["minimum"] == 1
     assert params["in_progress"]["type"] == "boolean" and "anyOf" not in params["min_score"]
+
+
+async def test_a_streams_own_record_settings_are_applied_shown_and_kept_across_a_restart(recognizer, tmp_path):
+    """POST /api/streams takes `record` (validated like the config); the stream says its recording state; a restart keeps it."""
+    async with asgi_api(recognizer, data_dir=tmp_path) as client:
+        bad = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/x", "record": {"pre_capture": 3}})
+        message = _error(bad, 400, "bad_request")
+        assert message.startswith("record.pre_capture: unknown key; use clips, snapshots, pre_capture_s")
+        too_long = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/x", "record": {"pre_capture_s": 600}})
+        assert _error(too_long, 400, "bad_request").startswith("record.pre_capture_s:")
+        off = {"url": "rtsp://127.0.0.1:9/x", "id": "quiet", "record": {"clips": False, "snapshots": False}}
+        created = await client.post("/api/streams", json=off)
+        assert created.status_code == 201, created.text
+        assert created.json()["recording"] == {"state": "off", "reason": "events.record turns clips and snapshots off"}
+        on = await client.post("/api/streams", json={"url": "rtsp://127.0.0.1:9/y", "id": "loud", "record": {"pre_capture_s": 2}})
+        assert on.json()["recording"] == {"state": "on", "reason": ""}
+        assert client.app.state.runtime.pipeline.live_stream("loud").record.pre_capture_s == 2
+    async with asgi_api(recognizer, data_dir=tmp_path) as client:
+        streams = {s["id"]: s for s in (await client.get("/api/streams")).json()["streams"]}
+        assert streams["quiet"]["recording"]["state"] == "off" and streams["loud"]["recording"]["state"] == "on"
+        pipeline = client.app.state.runtime.pipeline
+        assert pipeline.live_stream("loud").record.pre_capture_s == 2
+        assert pipeline.live_stream("quiet").packets is None, "a stream without clips keeps no packets"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from stream.config import LabelConfig, validate_config
+from stream.config import LabelConfig, RecordConfig, validate_config
 from stream.events import EventStore
 from stream.ids import STREAM_ID_PATTERN
 from stream.pipeline import Pipeline
@@ -85,8 +85,10 @@ async def test_request_bodies_refuse_unknown_fields(recognizer):
     add, labels, offer = comps["AddStream"], comps["LabelSettings"], comps["WebRtcOffer"]
     assert add["additionalProperties"] is False and labels["additionalProperties"] is False
     assert offer["additionalProperties"] is False
-    assert set(add["properties"]) == {"url", "id", "max_fps", "loop", "labels"} and add["required"] == ["url"]
+    assert set(add["properties"]) == {"url", "id", "max_fps", "loop", "labels", "record"} and add["required"] == ["url"]
     assert set(labels["properties"]) == set(LabelConfig.model_fields)
+    assert comps["RecordSettings"]["additionalProperties"] is False
+    assert set(comps["RecordSettings"]["properties"]) == set(RecordConfig.model_fields)
     assert set(offer["properties"]) == {"sdp", "type", "id"} and offer["required"] == ["sdp"]
     assert add["properties"]["id"]["pattern"] == offer["properties"]["id"]["pattern"] == STREAM_ID_PATTERN
     assert add["properties"]["max_fps"] == {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 240}

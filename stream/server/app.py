@@ -235,7 +235,7 @@ def _add_stream_routes(app: FastAPI) -> None:
             try:
                 # persist: API streams come back after a restart (config and WebRTC ones do not).
                 info = await rt.pipeline.add_stream(
-                    req.url, stream_id=req.id, max_fps=req.max_fps, loop=req.loop, labels=req.labels, persist=True
+                    req.url, stream_id=req.id, max_fps=req.max_fps, loop=req.loop, labels=req.labels, record=req.record, persist=True
                 )
             except StreamExists as exc:
                 raise ApiError(409, "stream_exists", str(exc)) from None

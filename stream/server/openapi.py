@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from stream.config import RecordConfig
 from stream.ids import STREAM_ID_PATTERN
 
 __all__ = ["ERROR_SCHEMA", "build_schema", "install_openapi"]
@@ -59,6 +60,20 @@ _LABELS = {
     },
 }
 
+def _record_settings() -> dict[str, Any]:
+    """From the config model itself (simple fields only), so the schema cannot drift from what is accepted."""
+    schema = RecordConfig.model_json_schema()
+    props = {name: {k: v for k, v in prop.items() if k != "title"} for name, prop in schema["properties"].items()}
+    return {
+        "type": "object",
+        "description": "Per-stream recording settings (config `events.record`): clips and snapshots of its events.",
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+_RECORD = _record_settings()
+
 # null is accepted for every optional field but loop (and the offer's type), meaning "not given".
 _STREAM_ID = {"type": ["string", "null"], "pattern": STREAM_ID_PATTERN}
 
@@ -79,6 +94,7 @@ _ADD_STREAM = {
         "max_fps": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 240},
         "loop": {"type": "boolean", "description": "Files played as cameras start again at the end."},
         "labels": {"oneOf": [{"$ref": _REF + "LabelSettings"}, {"type": "null"}]},
+        "record": {"oneOf": [{"$ref": _REF + "RecordSettings"}, {"type": "null"}]},
     },
     "examples": [
         {
@@ -87,6 +103,7 @@ _ADD_STREAM = {
             "max_fps": 15,
             "loop": True,
             "labels": {"smoothing": 0.5, "enter": 0.5, "exit": 0.35, "update_interval_s": 2.0},
+            "record": {"pre_capture_s": 10, "post_capture_s": 5},
         }
     ],
 }
@@ -142,6 +159,17 @@ _STREAM = {
         "figures": {"type": "object", "description": "Counters and timings (docs/protocol.md)."},
         "top_k": _TOP_K,
         "open_events": {"type": "array", "items": _EVENT},
+        "recording": {
+            "description": "Clips and snapshots of its events; null without an event store.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["state", "reason"],
+                    "properties": {"state": {"type": "string", "enum": ["on", "paused", "off"]}, "reason": {"type": "string"}},
+                },
+                {"type": "null"},
+            ],
+        },
     },
 }
 
@@ -191,6 +219,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "Error": ERROR_SCHEMA,
     "LabelSettings": _LABELS,
+    "RecordSettings": _RECORD,
     "AddStream": _ADD_STREAM,
     "WebRtcOffer": _OFFER,
     "Stream": _STREAM,

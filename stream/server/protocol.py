@@ -23,7 +23,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from stream.clock import to_wall
-from stream.config import Config, LabelConfig
+from stream.config import Config, LabelConfig, RecordConfig
 from stream.hub import Filter, HubMessage, MessageKind
 from stream.ids import STREAM_ID_PATTERN, STREAM_ID_RULE, is_valid_stream_id
 from stream.live import StreamInfo
@@ -194,9 +194,10 @@ class AddStream:
     max_fps: float | None = None
     loop: bool = True
     labels: LabelConfig | None = None
+    record: RecordConfig | None = None
 
 
-_ADD_KEYS = {"url", "id", "max_fps", "loop", "labels"}
+_ADD_KEYS = {"url", "id", "max_fps", "loop", "labels", "record"}
 
 
 def parse_add_stream(body: bytes | str) -> AddStream:
@@ -206,7 +207,7 @@ def parse_add_stream(body: bytes | str) -> AddStream:
         raise ProtocolError("bad_request", 'the body must be a JSON object like {"url": "rtsp://camera/stream"}')
     extra = sorted(set(data) - _ADD_KEYS)
     if extra:
-        raise ProtocolError("bad_request", f"unknown field {extra[0][:40]!r}: use url, id, max_fps, loop, labels")
+        raise ProtocolError("bad_request", f"unknown field {extra[0][:40]!r}: use url, id, max_fps, loop, labels, record")
     if "url" not in data:
         raise ProtocolError("bad_request", "'url' is required: a camera URL (rtsp://, http://, ...) or a webcam index")
     url = data["url"]
@@ -225,7 +226,9 @@ def parse_add_stream(body: bytes | str) -> AddStream:
     loop = data.get("loop", True)
     if not isinstance(loop, bool):
         raise ProtocolError("bad_request", f"'loop' must be true or false, got {_type_name(loop)}")
-    return AddStream(url=url, id=stream_id, max_fps=max_fps, loop=loop, labels=_labels(data.get("labels")))
+    return AddStream(
+        url=url, id=stream_id, max_fps=max_fps, loop=loop, labels=_labels(data.get("labels")), record=_record(data.get("record"))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,20 +257,29 @@ def parse_webrtc_offer(body: bytes | str) -> WebRtcOffer:
     return WebRtcOffer(sdp=sdp, type=kind, id=stream_id)
 
 
-def _labels(value: Any) -> LabelConfig | None:
+def _settings(value: Any, key: str, model: type, keys: str) -> Any:
+    """A settings object of the body (``labels``, ``record``) validated by its config model, or None."""
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ProtocolError("bad_request", f"'labels' must be an object, got {_type_name(value)}")
+        raise ProtocolError("bad_request", f"'{key}' must be an object, got {_type_name(value)}")
     try:
-        return LabelConfig.model_validate(value)
+        return model.model_validate(value)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         why = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            why = "unknown key; use smoothing, enter, exit, update_interval_s"
-        raise ProtocolError("bad_request", f"labels.{where}: {why}") from None
+            why = f"unknown key; use {keys}"
+        raise ProtocolError("bad_request", f"{key}.{where}: {why}") from None
+
+
+def _labels(value: Any) -> LabelConfig | None:
+    return _settings(value, "labels", LabelConfig, "smoothing, enter, exit, update_interval_s")
+
+
+def _record(value: Any) -> RecordConfig | None:
+    return _settings(value, "record", RecordConfig, ", ".join(RecordConfig.model_fields))
 
 
 # --------------------------------------------------------------------- server -> client
@@ -388,6 +400,8 @@ def stream_json(info: StreamInfo) -> dict[str, Any]:
         },
         "top_k": _top_k(info.top_k),
         "open_events": [event_json(ev) for ev in info.open_events],
+        # Clips and snapshots: "on", "paused" (disk full or not writable: reason says why) or "off".
+        "recording": None if info.recording is None else {"state": info.recording.state, "reason": info.recording.reason},
     }
 
 
