@@ -204,3 +204,16 @@ async def test_a_full_disk_pauses_recording_for_the_stream_events_are_still_stor
             clip = await rig.clip()
             assert clip.event_id == "cam:t:6"
             await rig.row("cam:t:6", has_clip=True, has_snapshot=True)
+
+
+async def test_a_clean_stop_finishes_the_clips_of_open_events(tmp_path):
+    """Stopping the recorder while an event runs (server shutdown) still finalizes, marks and announces its clip."""
+    async with Rig(tmp_path) as rig:
+        rig.hub.publish_event(_event(EventKind.START, "cam:t:7", clock.now(), 0.6))
+        await asyncio.sleep(0.8)
+        await rig.recorder.stop()  # before the camera stops: the recorder's own shutdown path
+        clip = rig.clips.get_nowait()
+        assert clip is not None and clip.payload.event_id == "cam:t:7" and clip.payload.truncated
+        await rig.row("cam:t:7", has_clip=True)
+    times, _, _ = _decoded(rig.store.media.clip("cam:t:7"))
+    assert len(times) >= 20 and times[0] == pytest.approx(0.0, abs=1e-3)
