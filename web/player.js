@@ -143,6 +143,8 @@ export class ClipPlayer {
   }
 
   onClosed() {
+    // The close event is a task of its own: a click may have opened the next event before it ran.
+    if (this.dialog.open) return;
     this.generation += 1;
     this.unload();
     this.lastId = this.event?.id;
