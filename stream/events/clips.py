@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 _FINISH_GRACE_S = 2.0  # after until_ts, how long to wait for packets still on their way
 _COVER_SLACK_S = 0.1  # a clip whose video reaches this close to until_ts is complete
+_BATCH_S = 0.1  # the writer takes packets in batches this often: a wake-up per packet cost more than muxing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class _Clip:
         self.cancelled = False
         self.overflowed = False
         self.refused = ""  # start() could not take it
+        self.pending = 0  # its items queued or being written: what ends a clip waits for them
         self.done = False
         self.file: Mp4Writer | None = None  # the writer thread's, from the first keyframe on
 
@@ -145,9 +147,9 @@ class ClipRecorder:
                     raise ValueError(f"a clip for event {event_id!r} is already being written")
                 self._clips[event_id] = clip
                 self._counts["started"] += 1
+                self._wake_locked()  # from waiting for nothing to taking batches
                 if len(self._clips) > self._max_clips:
                     clip.refused = f"more than {self._max_clips} clips being written at once"
-                    self._wake_locked()
                     return
         if closed:
             self._deliver(clip, ClipError("the clip recorder is closed", event_id=event_id))
@@ -215,7 +217,9 @@ class ClipRecorder:
                     return
                 self._queued += len(payload)
             self._items.append((clip, codec, payload))
-            self._cond.notify()
+            clip.pending += 1
+            if self._queued > self._max_queue // 2:
+                self._cond.notify()  # do not wait for the batch
 
     def _wake_locked(self) -> None:
         self._attention = True
@@ -226,9 +230,8 @@ class ClipRecorder:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._attention and not self._closing:
-                    if not self._cond.wait(self._next_deadline()):
-                        break  # a finish deadline passed
+                if not (self._attention or self._closing or self._queued > self._max_queue // 2):
+                    self._cond.wait(self._wait_s())
                 items, self._items = self._items, collections.deque()
                 self._queued = 0
                 self._attention = False
@@ -236,17 +239,22 @@ class ClipRecorder:
             for clip, codec, payload in items:
                 self._guarded(clip, self._process, clip, codec, payload)
             with self._cond:
-                drained = not self._items  # else packets came meanwhile: what ends a clip waits for them
+                for clip, _, _ in items:
+                    clip.pending -= 1
             for clip in list(self._clips.values()):
-                self._guarded(clip, self._service, clip, closing, drained)
+                self._guarded(clip, self._service, clip, closing)
             if closing:
                 with self._cond:
                     if not self._items and not self._clips:
                         return
 
-    def _next_deadline(self) -> float | None:
-        deadlines = [c.deadline for c in self._clips.values() if c.deadline is not None]
-        return max(0.0, min(deadlines) - clock.now()) if deadlines else None
+    def _wait_s(self) -> float | None:
+        """Until the next batch (while clips are open) or the nearest finish deadline; None: until woken."""
+        now = clock.now()
+        waits = [c.deadline - now for c in self._clips.values() if c.deadline is not None]
+        if self._clips:
+            waits.append(_BATCH_S)
+        return max(0.0, min(waits)) if waits else None
 
     def _guarded(self, clip: _Clip, fn: Callable[..., None], *args: Any) -> None:
         """Run one step for a clip; a bug fails that clip, never the thread."""
@@ -267,15 +275,15 @@ class ClipRecorder:
             if clip.done:
                 return
 
-    def _service(self, clip: _Clip, closing: bool, drained: bool) -> None:
+    def _service(self, clip: _Clip, closing: bool) -> None:
         if clip.done:
             return
         if clip.cancelled:
             self._abandon(clip)
         elif clip.refused:
             self._fail(clip, ClipError(clip.refused, event_id=clip.event_id))
-        elif not drained:
-            return
+        elif clip.pending:
+            return  # its packets come first
         elif clip.overflowed:
             self._counts["overloaded"] += 1
             self._finalize(clip, "recorder_overloaded")

@@ -36,6 +36,7 @@ class Mp4Writer:
         self.first_ts = first.ts  # monotonic time of the clip's first frame
         self.end_ts = float("-inf")  # monotonic end of the newest packet written
         self.packets = 0
+        self._tb_s = float(codec.time_base)  # Fraction arithmetic per packet would cost more than the muxing
         self._base = first.pts if first.pts is not None else (first.dts if first.dts is not None else 0)
         self._last_dts: int | None = None
         self._last_pts: int | None = None
@@ -70,7 +71,7 @@ class Mp4Writer:
     def write(self, packet: StoredPacket) -> None:
         tb = self.codec.time_base
         if packet.pts is None and packet.dts is None:
-            pts = dts = round((packet.ts - self.first_ts) / tb)  # a camera that sends no timestamps
+            pts = dts = round((packet.ts - self.first_ts) / self._tb_s)  # a camera that sends no timestamps
         else:
             pts = (packet.pts if packet.pts is not None else packet.dts) - self._base
             dts = (packet.dts if packet.dts is not None else packet.pts) - self._base
@@ -90,7 +91,7 @@ class Mp4Writer:
         self._last_pts = pts if self._last_pts is None else max(pts, self._last_pts)
         self._min_pts = pts if self._min_pts is None else min(self._min_pts, pts)
         self._max_end = max(self._max_end, pts + duration)
-        self.end_ts = max(self.end_ts, packet.ts + float(duration * tb))
+        self.end_ts = max(self.end_ts, packet.ts + duration * self._tb_s)
         self.packets += 1
 
     def close(self, path: Path) -> int:
