@@ -18,15 +18,15 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--runs", "1", "--e2e-seconds", "2.5", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    titles = ("1. preprocessing", "2. model per clip", "3. ingest", "4. end to end", "5. memory", "6. CUDA", "7. HTTP", "8. large")
+    titles = ("1. preprocessing", "2. model per clip", "3. ingest", "4. end to end", "5. memory", "6. CUDA", "7. HTTP", "8. large", "9. recording")
     for title in titles:
         assert title in printed, title
     assert "targets:" in printed
 
     report = json.loads(out.read_text())
     sections = {s["key"]: s for s in report["sections"]}
-    assert set(sections) == {"preprocess", "model", "ingest", "e2e", "memory", "cuda", "http", "large"}
-    for key in ("preprocess", "model", "ingest", "e2e", "memory", "http", "large"):
+    assert set(sections) == {"preprocess", "model", "ingest", "e2e", "memory", "cuda", "http", "large", "recording"}
+    for key in ("preprocess", "model", "ingest", "e2e", "memory", "http", "large", "recording"):
         assert sections[key]["skipped"] is None, (key, sections[key]["skipped"])
         assert sections[key]["rows"], key
 
@@ -56,6 +56,9 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
 
     http = sections["http"]["metrics"]
     assert http["requests"] > 0 and http["nodelay_ms"]["median"] > 0 and http["nagle_ms"]["median"] > 0
+
+    recording = sections["recording"]["metrics"]
+    assert all(v > 0 for v in recording["cpu_per_s"]["on"] + recording["cpu_per_s"]["off"]) and recording["add_us"] > 0
 
     large = sections["large"]["metrics"]
     assert large and all(m["decoder_mib"] > 0 and m["threads"] >= 1 for m in large.values())

@@ -40,6 +40,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "cuda": ("6. CUDA", "cuda"),
     "http": ("7. HTTP: keep-alive request latency, TCP_NODELAY vs Nagle", "http"),
     "large": ("8. large frames: a 1080p, 4K and 8K stream's decode, memory and snapshot", "large"),
+    "recording": ("9. recording: packet buffers and a clip on 3 file cameras, buffer memory, the encoder", "recording"),
 }
 
 
