@@ -187,6 +187,24 @@ async def test_file_clip_is_a_remux_from_zero_that_covers_the_event(gop_video, r
     assert full is not None and full[0].shape == (240, 320, 3) and shown.image.shape == (120, 160, 3)
 
 
+async def test_a_source_stopped_mid_clip_still_finalizes_it(gop_video, recorder) -> None:
+    """A stream removed mid-event (its source stopped): the clip is finalized with what arrived, "source_stopped"."""
+    buffer = PacketBuffer(3.0)
+    source = FileSource("cam", str(gop_video), MemorySink(capacity=10), half_size)
+    source.set_recording(buffer)
+    done = Collected()
+    await source.start()
+    try:
+        await wait_until(lambda: buffer.stats()["seconds"] >= 0.5, 8, "half a second of packets")
+        recorder.start("cam:12", "cam", buffer, clock.now() - 0.5, 60.0, done)
+        await asyncio.sleep(0.5)
+    finally:
+        await source.stop()
+    result = await result_of(done)
+    assert isinstance(result, ClipResult) and result.truncated == "source_stopped"
+    assert result.duration_s >= 0.9 and len(probe(result.path).times) == result.packets
+
+
 def test_max_s_cuts_the_clip(gop_video, recorder) -> None:
     """A clip longer than max_s ends there, truncated "max_clip_s"."""
     buffer = PacketBuffer(10.0)
