@@ -217,3 +217,18 @@ async def test_a_clean_stop_finishes_the_clips_of_open_events(tmp_path):
         await rig.row("cam:t:7", has_clip=True)
     times, _, _ = _decoded(rig.store.media.clip("cam:t:7"))
     assert len(times) >= 20 and times[0] == pytest.approx(0.0, abs=1e-3)
+
+
+async def test_post_capture_is_the_streams_own_even_when_the_stream_is_gone_by_the_end(tmp_path):
+    """A removed stream's END arrives after the pipeline forgot the stream: the clip still waits its post_capture_s."""
+    async with Rig(tmp_path) as rig:
+        start = clock.now()
+        rig.hub.publish_event(_event(EventKind.START, "cam:t:8", start, 0.6))
+        await asyncio.sleep(0.8)
+        rig.settings = None  # what settings_for answers once the pipeline has dropped the stream
+        await rig.source.stop()
+        end = clock.now()
+        rig.hub.publish_event(_event(EventKind.END, "cam:t:8", start, 0.2, end=end, peak=0.6))
+        clip = await rig.clip()
+    assert clip.truncated == "source_stopped", "the video stopped before end + post_capture_s, and the clip says so"
+    assert clip.start + clip.duration_s == pytest.approx(end, abs=0.3)

@@ -49,13 +49,18 @@ async def test_a_running_event_gets_a_snapshot_and_its_clip_is_served_once_the_s
 
             async def snapshotted():
                 events = (await http.get("/api/events", params={"stream": "cam", "in_progress": "true"})).json()["events"]
-                return next((e for e in events if e["has_snapshot"]), None)
+                # Running for a while: its clip must hold more than the last moments.
+                return next((e for e in events if e["has_snapshot"] and time.time() - e["start"] > 1.5), None)
 
             event = await _until(snapshotted)
             snap = await http.get(event["snapshot_url"])
             assert snap.status_code == 200 and snap.headers["content-type"] == "image/jpeg"
             image = cv2.imdecode(np.frombuffer(snap.content, np.uint8), cv2.IMREAD_COLOR)
             assert image.shape[:2] == (120, 160), "the camera's own resolution, not the model's"
+            thumb = await http.get(event["snapshot_url"], params={"width": 80})
+            small = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), cv2.IMREAD_COLOR)
+            assert thumb.headers["content-type"] == "image/jpeg" and small.shape[:2] == (60, 80)
+            assert (await http.get(event["snapshot_url"], params={"width": 4})).status_code == 400
             early = await http.get(f"/api/events/{_quoted(event['id'])}/clip.mp4")
             assert early.status_code == 404 and early.json()["error"]["code"] == "no_clip"
 
@@ -69,10 +74,15 @@ async def test_a_running_event_gets_a_snapshot_and_its_clip_is_served_once_the_s
                         clips[msg["event_id"]] = msg
             clip_msg = clips[event["id"]]
             assert clip_msg["url"] == f"/api/events/{_quoted(event['id'])}/clip.mp4" and clip_msg["stream"] == "cam"
-            assert clip_msg["duration_s"] > 0.5 and clip_msg["truncated"]
+            assert clip_msg["duration_s"] > 1.5
 
             stored = (await http.get(event["url"])).json()
-            assert stored["has_clip"] and stored["clip_url"] == clip_msg["url"] and stored["end_reason"] == "stream_removed"
+            assert stored["has_clip"] and stored["clip_url"] == clip_msg["url"]
+            # The random model's scores move: the event may have ended by itself just before the removal.
+            if stored["end_reason"] == "stream_removed":
+                assert clip_msg["truncated"], "cut at the removal, and it says so"
+            else:
+                assert stored["end_reason"] == "score_dropped" and not clip_msg["truncated"]
             body = await http.get(clip_msg["url"])
             assert body.status_code == 200 and body.headers["content-type"] == "video/mp4"
             assert len(body.content) == clip_msg["size_bytes"]

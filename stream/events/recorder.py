@@ -52,6 +52,7 @@ class _Open:
     """An event being recorded."""
 
     event: LabelEvent
+    settings: RecordConfig  # the stream's, at the start (the stream may be gone by the end)
     clip: bool  # a clip was started for it
     best: float  # highest smoothed score seen (the peak the snapshot shows)
     snap_at: float = float("-inf")  # when the last snapshot was asked for
@@ -234,7 +235,7 @@ class Recorder:
             self._clips_started += 1
             self._clip_of[ev.id] = ev
             clip = True
-        self._open[ev.id] = _Open(ev, clip, best=float(ev.score))
+        self._open[ev.id] = _Open(ev, settings, clip, best=float(ev.score))
         self._by_stream.setdefault(ev.stream_id, set()).add(ev.id)
         if settings.snapshots:
             self._snapshot(self._open[ev.id])
@@ -248,10 +249,8 @@ class Recorder:
         if opened.snap_due:
             self._snapshot(opened)
         if opened.clip:
-            settings = self._settings_for(ev.stream_id)
-            post = settings.post_capture_s if settings is not None else 0.0
             end = ev.end if ev.end is not None else ev.ts
-            until = end + post
+            until = end + opened.settings.post_capture_s
             delay = max(0.0, until - clock.now())
             self._finishing[ev.id] = asyncio.get_running_loop().call_later(delay, self._finish, ev.id, until)
 
@@ -287,11 +286,10 @@ class Recorder:
 
     def _snapshot(self, opened: _Open) -> None:
         ev = opened.event
-        settings = self._settings_for(ev.stream_id)
         source = self._source_of(ev.stream_id)
         opened.snap_due = False
         opened.snap_at = clock.now()
-        if settings is None or not settings.snapshots or source is None or self._disk_reason is not None:
+        if not opened.settings.snapshots or source is None or self._disk_reason is not None:
             return
         grab = getattr(source, "latest_full_frame", None)
         if grab is None:
