@@ -139,13 +139,14 @@ def test_cards_show_recent_events_with_thumbnails(browser, server):
         page.wait_for_selector(f"{card('yard')} .recent-item")
         assert listed(page, f"{card('yard')} .recent-item") == [i for i in NEWEST_FIRST if i.startswith("yard:")][:8]
 
-        # Thumbnails are the snapshots themselves (320x240 JPEGs), asked for with the token and a peak version.
+        # Thumbnails are the snapshots scaled to 320 wide by the server (the seeded ones are 320x240 already), asked for with the token and a peak version.
         page.wait_for_function(
             "sel => { const img = document.querySelector(sel); return img && img.complete && img.naturalWidth === 320; }",
             arg=f"{door} {tile('door:seed:7')} img",
         )
         src = page.get_attribute(f"{door} {tile('door:seed:7')} img", "src")
         assert src.startswith("/api/events/door%3Aseed%3A7/snapshot.jpg?v=") and f"token={TOKEN}" in src
+        assert "width=320" in src, "a thumbnail, not the full-resolution snapshot"
         assert page.get_attribute(f"{door} {tile('door:seed:7')} img", "loading") == "lazy"
         label = page.text_content(f"{door} {tile('door:seed:7')} .recent-label")
         assert label == "opening door"

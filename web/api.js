@@ -27,8 +27,14 @@ export const urls = {
   preview: (id) => withToken(`/api/streams/${enc(id)}/preview.mjpg`),
   snapshot: (id) => withToken(`/api/streams/${enc(id)}/snapshot.jpg`),
   /** An event's snapshot; `version` (its peak_ts) changes when a higher peak replaces it, so caches miss. */
-  eventSnapshot: (id, version) =>
-    withToken(`/api/events/${enc(id)}/snapshot.jpg${version === null || version === undefined ? "" : `?v=${enc(version)}`}`),
+  // `width` asks the server for a thumbnail (full camera resolution without it).
+  eventSnapshot: (id, version, width) => {
+    const query = new URLSearchParams();
+    if (version !== null && version !== undefined) query.set("v", String(version));
+    if (width) query.set("width", String(width));
+    const text = query.toString();
+    return withToken(`/api/events/${enc(id)}/snapshot.jpg${text ? `?${text}` : ""}`);
+  },
   eventClip: (id) => withToken(`/api/events/${enc(id)}/clip.mp4`),
   websocket() {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";

@@ -8,6 +8,8 @@ import { api, ApiError, urls } from "./api.js";
 import * as fmt from "./format.js";
 
 const RECENT_PER_CARD = 8;
+// Thumbnails are scaled by the server: a strip of 4K snapshots would be tens of megabytes.
+export const THUMB_WIDTH = 320;
 
 /**
  * Runs `task` soon after `request()`: one run in flight at a time, runs at least `gapMs` apart, and
@@ -100,7 +102,7 @@ export function thumbnail(ev) {
     img.alt = ""; // the button around it says what it is
     img.loading = "lazy";
     img.decoding = "async";
-    img.src = urls.eventSnapshot(ev.id, ev.peak_ts);
+    img.src = urls.eventSnapshot(ev.id, ev.peak_ts, THUMB_WIDTH);
     img.addEventListener(
       "error",
       () => {

@@ -55,6 +55,20 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+def thumbnail(path, width: int) -> bytes | None:
+    """The JPEG at ``path`` scaled to at most ``width`` pixels wide (unchanged if narrower); None if unreadable."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return jpeg.tobytes() if ok else None
+
+
 def _unknown(event_id: str) -> ApiError:
     return ApiError(404, "unknown_event", f"no stored event with id {event_id!r}; GET /api/events lists them")
 
@@ -156,8 +170,23 @@ def add_event_routes(app: FastAPI, authorized) -> None:
         path = await media_file(request, event_id, "clip")
         return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
 
+    # Thumbnails are scaled on request (a few per page view), at most two at once: a 4K JPEG takes tens of ms.
+    thumbnails = asyncio.Semaphore(2)
+
     @app.get("/api/events/{event_id}/snapshot.jpg", tags=["events"], response_class=FileResponse)
-    async def get_snapshot(event_id: str, request: Request, rt: Any = Depends(authorized)) -> FileResponse:
+    async def get_snapshot(
+        event_id: str,
+        request: Request,
+        width: int | None = Query(None, ge=16, le=3840, description="Scale down to at most this width (a thumbnail)."),
+        rt: Any = Depends(authorized),
+    ) -> Response:
         """A JPEG of the frame where the event's smoothed score peaked (full camera resolution; replaced while it runs)."""
         path = await media_file(request, event_id, "snapshot")
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+        headers = {"Cache-Control": "no-cache"}
+        if width is None:
+            return FileResponse(path, media_type="image/jpeg", headers=headers)
+        async with thumbnails:
+            jpeg = await asyncio.to_thread(thumbnail, path, width)
+        if jpeg is None:
+            raise ApiError(404, "no_snapshot", f"event {event_id!r} has no readable snapshot")
+        return Response(jpeg, media_type="image/jpeg", headers=headers)

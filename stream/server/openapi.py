@@ -375,10 +375,11 @@ _OPERATIONS: dict[tuple[str, str], tuple[int, dict[str, Any], tuple[int, ...]]] 
     ("get", "/api/events/{event_id}/snapshot.jpg"): (
         200,
         {
-            "description": "A JPEG of the frame where the event's smoothed score peaked, at the camera's resolution.",
+            "description": "A JPEG of the frame where the event's smoothed score peaked, at the camera's resolution "
+            "(with ?width=, scaled down to at most that width).",
             "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
         },
-        (404, *_AUTH),
+        (400, 404, *_AUTH),
     ),
     ("delete", "/api/events/{event_id}"): (
         204,
