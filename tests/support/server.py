@@ -11,6 +11,7 @@ current event loop: no subprocess, no model reload, much faster.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import os
 import re
@@ -43,8 +44,8 @@ def _merge(base: dict, extra: Mapping) -> dict:
 
 
 def test_config(sources: Iterable[Mapping] = (), config: Mapping | None = None) -> dict[str, Any]:
-    """The config dict the helpers use: BASE_CONFIG + sources + ``config`` merged in."""
-    data = _merge(BASE_CONFIG, {"sources": [dict(s) for s in sources]})
+    """The config dict the helpers use: BASE_CONFIG + sources + ``config`` merged in (a deep copy: callers may change it)."""
+    data = _merge(copy.deepcopy(BASE_CONFIG), {"sources": [dict(s) for s in sources]})
     return _merge(data, config or {})
 
 
@@ -100,7 +101,9 @@ def start_server(
     config_path = tmp_path / f"server-{n}.yaml"
     data = test_config(sources, config)
     # Never ./data in the repo: the event store goes under the test's tmp_path unless the test names one.
-    data["server"].setdefault("data_dir", str(tmp_path / "data"))
+    # A new dict: data["server"] may be BASE_CONFIG's own, and setting data_dir in it once made every
+    # later server of the session share the first one's database.
+    data["server"] = {"data_dir": str(tmp_path / "data"), **data["server"]}
     config_path.write_text(yaml.safe_dump(data), encoding="utf-8")
     log_path = tmp_path / f"server-{n}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
