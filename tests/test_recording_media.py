@@ -381,11 +381,16 @@ async def test_encoder_takes_encode_fps_keeps_the_newest_and_counts_drops() -> N
     encoder = FrameEncoder(buffer, fps=10, max_height=120, convert_lock=lock, name="t")
     encoder.start()
     try:
-        with lock:  # the encoder thread waits on the convert lock: offered frames pile into its one slot
-            assert encoder.offer(frame_pattern(0, 320, 240), lambda x: x, 0.0)
-            assert not encoder.offer(frame_pattern(1, 320, 240), lambda x: x, 0.05)  # too soon for 10 fps
+        # PyAV frames (not arrays) convert under the source's lock: holding it keeps the encoder
+        # thread waiting on its first frame while the others pile into its one slot.
+        def frame(i):
+            return av.VideoFrame.from_ndarray(frame_pattern(i, 320, 240), format="rgb24")
+
+        with lock:
+            assert encoder.offer(frame(0), lambda x: x, 0.0)
+            assert not encoder.offer(frame(1), lambda x: x, 0.05)  # too soon for 10 fps
             for i in range(1, 6):
-                assert encoder.offer(frame_pattern(i, 320, 240), lambda x: x, i * 0.1)
+                assert encoder.offer(frame(i), lambda x: x, i * 0.1)
         await wait_until(lambda: encoder.frames_encoded + encoder.dropped == 6, 5, "every frame encoded or dropped")
     finally:
         await encoder.stop()
