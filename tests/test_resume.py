@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -29,6 +28,7 @@ from stream.sources import SourceOptions
 from stream.subscriber import Subscriber
 from stream.types import ClipReady, EventKind, LabelEvent, Prediction, SourceState, StreamStatus
 from tests.support.server import REPO_ROOT, serving, start_server, test_config
+from tests.support.lines import Lines
 
 FAST = SourceOptions(watchdog_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=2.0, read_timeout_s=2.0)
 # Events all the time: low thresholds, an update every clip (stride 0.25 s).
@@ -411,7 +411,7 @@ def test_cli_resumes_across_a_server_restart(tmp_path, tiny_model_dir, video):
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = None
     try:
-        lines = _Lines(proc.stdout)
+        lines = Lines(proc.stdout)
         assert len(lines.wait_for(4, 40)) >= 4, "no events from the first run"
         first.stop()  # its subscribers are closed before the pipeline ends the open events (server_stopped)
         second = start_server(tmp_path, tiny_model_dir, sources=sources, config=EVENTFUL, port=first.port)
@@ -440,24 +440,6 @@ def test_cli_resumes_across_a_server_restart(tmp_path, tiny_model_dir, video):
     for ev_id in {m["id"] for m in msgs if m["event"] == "start"} & set(ended_old):
         assert [m["id"] for m in ends].count(ev_id) == 1, ev_id
     assert [m["seq"] for m in msgs if m["id"] in ended_old and m["event"] == "end"]  # replayed, not seen live
-
-
-class _Lines:
-    """A subprocess's stdout lines, read in a thread so the test can wait with a deadline."""
-
-    def __init__(self, stream) -> None:
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def wait_for(self, count: int, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.lines) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.lines)
 
 
 async def _until(predicate, timeout: float = 30.0) -> None:

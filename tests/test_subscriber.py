@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from stream.pipeline import Pipeline
 from stream.sources import SourceOptions
 from stream.subscriber import Subscriber
 from tests.support.server import REPO_ROOT, serving, start_server, test_config
+from tests.support.lines import Lines
 
 pytestmark = pytest.mark.slow
 
@@ -38,25 +38,6 @@ async def test_async_iterator_yields_filtered_messages(recognizer, video):
     assert kinds[0] == "hello" and "subscribed" in kinds
     after = seen[kinds.index("subscribed") + 1 :]
     assert after and all(m["type"] == "labels" and m["stream"] == "b" for m in after)
-
-
-class Lines:
-    """Reads a subprocess's stdout lines in a thread, so the test can wait with a deadline."""
-
-    def __init__(self, stream) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def wait_for(self, count: int, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.lines) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.lines)
 
 
 def test_cli_prints_json_lines_and_survives_a_restart(tmp_path, tiny_model_dir, video):

@@ -196,13 +196,11 @@ class Recorder:
 
     # ------------------------------------------------------------ the hub
     async def _run(self) -> None:
-        try:
-            async for msg in self._sub:
+        async for msg in self._sub:
+            try:
                 self._handle(msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("recorder: failed; events are no longer recorded")
+            except Exception:  # a bug costs that event's recording, never the recorder
+                log.exception("recorder: handling a %s message failed", msg.kind.value)
 
     def _handle(self, msg: HubMessage) -> None:
         if msg.dropped:
@@ -224,16 +222,20 @@ class Recorder:
         clip = False
         buffer = self._buffer_of(ev.stream_id) if settings.clips else None
         if buffer is not None:
-            self._clips.start(
-                ev.id,
-                ev.stream_id,
-                buffer,
-                ev.start - settings.pre_capture_s,
-                settings.max_clip_s,
-                self._threadsafe(functools.partial(self._clip_done, ev.id)),
-            )
-            self._clips_started += 1
             self._clip_of[ev.id] = ev
+            try:
+                self._clips.start(
+                    ev.id,
+                    ev.stream_id,
+                    buffer,
+                    ev.start - settings.pre_capture_s,
+                    settings.max_clip_s,
+                    self._threadsafe(functools.partial(self._clip_done, ev.id)),
+                )
+            except ValueError as exc:  # an id already being written (a replayed start): keep the first clip
+                self._clip_of.pop(ev.id, None)
+                log.warning("recorder: no clip for event %s: %s", ev.id, exc)
+                return
             clip = True
         self._open[ev.id] = _Open(ev, settings, clip, best=float(ev.score))
         self._by_stream.setdefault(ev.stream_id, set()).add(ev.id)
