@@ -242,8 +242,7 @@ class Session:
 
     async def _store_synced(self) -> None:
         """Wait until everything published so far is in the replay log (the store writes behind the hub)."""
-        # Pipeline has no public handle on its store subscriber (stream/pipeline.py is not
-        # this module's); the one that writes the log is the one to wait for.
+        # The store subscriber is the one that writes the log: it is the one to wait for.
         store_sub = self.pipeline.store_subscriber
         if store_sub is None:
             raise StoreError("the event store is not running")
