@@ -286,3 +286,27 @@ async def test_a_subscription_overflow_is_an_error_counted_and_logged(store, cap
         await sub.stop()
     assert sub.dropped == 3 and store.stats().subscription_dropped == 3
     assert any("lost 3 messages" in r.getMessage() for r in caplog.records)
+
+
+def test_seqs_jump_after_a_run_that_did_not_stop_cleanly(tmp_path):
+    """A crash may lose the last batch, whose seqs subscribers already saw: the next run numbers on well above them."""
+    import shutil
+
+    from stream.events.store import SEQ_GAP_AFTER_CRASH
+
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    store = EventStore.open(live)
+    try:
+        store.write_event(("cam:x:1", "cam", "run", 1.0, None, 0.5, 0.5, 1.0, None, 7, 1.0))
+        store.flush().result(10)
+        # The files as a kill -9 would leave them now: database and WAL, no clean stop written.
+        crashed.mkdir()
+        for name in os.listdir(live):
+            shutil.copy(live / name, crashed / name)
+    finally:
+        store.close()
+    with EventStore.open(live) as clean:
+        assert clean.last_seq == 7, "a clean stop: seqs go on from the highest stored"
+    with EventStore.open(crashed) as after_crash:
+        assert after_crash.last_seq == 7 + SEQ_GAP_AFTER_CRASH
+        assert after_crash.recovered == 1
