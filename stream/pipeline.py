@@ -147,6 +147,7 @@ class Pipeline:
             source_of=lambda sid: s.source if (s := self._streams.get(sid)) is not None else None,
             buffer_of=lambda sid: s.packets if (s := self._streams.get(sid)) is not None else None,
             disk_check=guard.check,
+            on_change=self._recording_changed,
         )
         self.recorder.start()
         self.retention = Retention(self.store, self.store.media, events)
@@ -156,6 +157,14 @@ class Pipeline:
     def store_subscriber(self):
         """The store's hub subscription (stream.events.subscriber.StoreSubscriber), with a store."""
         return self._store_sub
+
+    def _recording_changed(self) -> None:
+        """Recording paused or resumed: each recorded stream's subscribers get a status saying so (state unchanged)."""
+        for stream in self._streams.values():
+            info = self._info(stream)
+            if info.recording is not None and info.recording.state != "off":
+                recording = {"state": info.recording.state, "reason": info.recording.reason}
+                self.hub.publish_status(StreamStatus(stream.id, info.state, info.reason, clock.now(), {"recording": recording}))
 
     async def _restore_streams(self) -> None:
         """Start the streams the API added before the last stop (after the config's, which win a clash)."""

@@ -232,3 +232,38 @@ async def test_post_capture_is_the_streams_own_even_when_the_stream_is_gone_by_t
         clip = await rig.clip()
     assert clip.truncated == "source_stopped", "the video stopped before end + post_capture_s, and the clip says so"
     assert clip.start + clip.duration_s == pytest.approx(end, abs=0.3)
+
+
+async def test_the_pipeline_tells_subscribers_when_recording_pauses_and_resumes(tmp_path, recognizer, video):
+    """On a full tmpfs every recorded stream gets a status with recording paused and the reason; freeing it resumes."""
+    from stream.config import validate_config
+    from stream.pipeline import Pipeline
+    from stream.server.protocol import message_json
+
+    with tmpfs(tmp_path / "disk", size="2m") as disk:
+        cfg = validate_config({"events": {"min_free_mb": 0.5}, "server": {"allow_local_sources": True}})
+        store = EventStore.open(disk)
+        try:
+            async with Pipeline(recognizer, cfg, store=store) as pipe:
+                statuses = pipe.hub.subscribe(Filter(kinds={MessageKind.STATUS}))
+                await pipe.add_stream(str(video), stream_id="cam")
+
+                async def recording_status(state: str):
+                    async with asyncio.timeout(15):
+                        while True:
+                            body = message_json(await statuses.get())
+                            if body.get("recording", {}).get("state") == state:
+                                return body
+
+                st = os.statvfs(disk)
+                filler = disk / "filler"
+                filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - (300 << 10)))
+                paused = await recording_status("paused")
+                assert paused["stream"] == "cam" and paused["state"] == "live", "the source's own state is unchanged"
+                assert "events.min_free_mb" in paused["recording"]["reason"]
+                assert pipe.stream("cam").recording.state == "paused"
+                os.unlink(filler)
+                resumed = await recording_status("on")
+                assert resumed["recording"] == {"state": "on", "reason": ""}
+        finally:
+            store.close()

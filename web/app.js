@@ -217,6 +217,7 @@ const handlers = {
     }
     const before = card.state;
     card.setState(msg.state, msg.reason);
+    if ("recording" in msg) card.setRecording(msg.recording);
     if (msg.state === "live" && before !== "live") previews.restart(id);
   },
   labels(msg) {

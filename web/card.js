@@ -45,6 +45,7 @@ export class StreamCard {
     this.parts.url.textContent = url;
     this.parts.url.title = url;
     this.setState(stream.state, stream.reason);
+    this.setRecording(stream.recording);
     this.setFigures(stream.figures);
     if (Array.isArray(stream.top_k) && stream.top_k.length) this.setTopK(stream.top_k);
   }
@@ -58,6 +59,13 @@ export class StreamCard {
     const text = reason ? String(reason) : "";
     this.parts.reason.textContent = text;
     this.parts.reason.hidden = !text;
+  }
+
+  /** Clips and snapshots: only a pause (disk full or not writable) is worth a line on the card. */
+  setRecording(recording) {
+    const paused = Boolean(recording && recording.state === "paused");
+    this.parts.recording.textContent = paused ? String(recording.reason || "recording paused") : "";
+    this.parts.recording.hidden = !paused;
   }
 
   setFigures(figures) {

@@ -88,6 +88,7 @@ class Recorder:
     snapshots: ``latest_full_frame()``), ``buffer_of`` its packet buffer (None:
     that stream keeps no packets, so no clips). ``disk_check()`` returns None
     while recording may go on, else the reason it may not (a DiskGuard's check).
+    ``on_change()`` runs when recording pauses, resumes or changes its reason.
     """
 
     def __init__(
@@ -99,8 +100,10 @@ class Recorder:
         source_of: Callable[[str], Any],
         buffer_of: Callable[[str], Any],
         disk_check: Callable[[], str | None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._hub = hub
+        self._on_change = on_change
         self._store = store
         self._settings_for = settings_for
         self._source_of = source_of
@@ -362,6 +365,8 @@ class Recorder:
         else:
             log.warning("recorder: %s; events are still stored, without clips or snapshots", reason)
         self._disk_reason = reason
+        if self._on_change is not None:
+            self._on_change()
 
     async def _watch_disk(self) -> None:
         """Ask the disk guard every few seconds; without one, a write failure pauses recording until the next look."""

@@ -323,7 +323,10 @@ def _labels_json(p: Prediction) -> dict[str, Any]:
 
 
 def _status_json(st: StreamStatus) -> dict[str, Any]:
-    return {"stream": st.stream_id, "state": st.state.value, "reason": scrub(st.reason), "ts": _wall(st.ts)}
+    body = {"stream": st.stream_id, "state": st.state.value, "reason": scrub(st.reason), "ts": _wall(st.ts)}
+    if "recording" in st.extra:  # recording paused or resumed (the source's state is unchanged)
+        body["recording"] = st.extra["recording"]
+    return body
 
 
 def clip_url(event_id: str) -> str:
