@@ -148,7 +148,7 @@ class Recorder:
         # The ends the pipeline just published are still queued: handle them first.
         try:
             while (msg := self._sub.get_nowait()) is not None:
-                self._handle(msg)
+                self._handle_safely(msg)
         except SubscriptionClosed:
             pass
         self._sub.close()
@@ -200,10 +200,13 @@ class Recorder:
     # ------------------------------------------------------------ the hub
     async def _run(self) -> None:
         async for msg in self._sub:
-            try:
-                self._handle(msg)
-            except Exception:  # a bug costs that event's recording, never the recorder
-                log.exception("recorder: handling a %s message failed", msg.kind.value)
+            self._handle_safely(msg)
+
+    def _handle_safely(self, msg: HubMessage) -> None:
+        try:
+            self._handle(msg)
+        except Exception:  # a bug costs that event's recording, never the recorder
+            log.exception("recorder: handling a %s message failed", msg.kind.value)
 
     def _handle(self, msg: HubMessage) -> None:
         if msg.dropped:
