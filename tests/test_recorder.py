@@ -134,6 +134,8 @@ async def test_a_clip_covers_the_event_plus_pre_and_post_capture_and_a_snapshot_
     jpeg = cv2.imread(str(rig.store.media.snapshot("cam:t:1")))
     assert jpeg is not None and jpeg.shape[:2] == (H, W)
     assert rig.recorder.stats().snapshots_written >= 2, "one at the start, one or more at higher peaks"
+    stats = rig.recorder.stats()
+    assert (stats.clips_started, stats.clips_written, stats.clips_failed, stats.clips_active) == (1, 1, 0, 0)
     assert not list(rig.store.media.clips.glob("*.part"))
 
 
@@ -203,6 +205,7 @@ async def test_a_full_disk_pauses_recording_for_the_stream_events_are_still_stor
             rig.hub.publish_event(_event(EventKind.END, "cam:t:6", start, 0.2, end=clock.now(), peak=0.6))
             clip = await rig.clip()
             assert clip.event_id == "cam:t:6"
+            assert rig.recorder.stats().clips_started == 1, "only the event after the pause"
             await rig.row("cam:t:6", has_clip=True, has_snapshot=True)
 
 

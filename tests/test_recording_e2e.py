@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 
 import av
@@ -94,6 +95,9 @@ async def test_a_running_event_gets_a_snapshot_and_its_clip_is_served_once_the_s
             part = await http.get(clip_msg["url"], headers={"Range": "bytes=0-99"})
             assert part.status_code == 206 and part.content == body.content[:100], "a browser can seek"
 
+            metrics = (await http.get("/metrics")).text
+            assert re.search(r"^recorder_clips_written_total [1-9]", metrics, re.M), "the clip is counted"
+            assert re.search(r'^stream_packet_buffer_bytes\{stream="cam"\}', metrics, re.M) is None, "a removed stream is not listed"
             assert (await http.delete(event["url"])).status_code == 204
             gone = await http.get(clip_msg["url"])
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_event"

@@ -122,8 +122,6 @@ class Recorder:
         self._disk_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
-        self._clips_started = self._clips_written = self._clips_failed = 0
-        self._snapshots_written = self._snapshots_failed = 0
         self._dropped = 0
         self._stopped = False
 
@@ -174,17 +172,19 @@ class Recorder:
         return StreamRecording("paused", reason) if reason else StreamRecording("on")
 
     def stats(self) -> RecorderStats:
+        # The writers count what they did; the recorder keeps no second tally.
+        clips, snapshots = self._clips.stats(), self._snapshots.stats()
         return RecorderStats(
-            clips_started=self._clips_started,
-            clips_written=self._clips_written,
-            clips_failed=self._clips_failed,
-            clips_active=self._clips.active(),
-            snapshots_written=self._snapshots_written,
-            snapshots_failed=self._snapshots_failed,
+            clips_started=clips["started"],
+            clips_written=clips["written"],
+            clips_failed=clips["failed"],
+            clips_active=clips["active"],
+            snapshots_written=snapshots["written"],
+            snapshots_failed=snapshots["failed"],
             paused=self._disk_reason is not None,
             dropped=self._dropped,
-            clip_recorder=self._clips.stats(),
-            snapshot_writer=self._snapshots.stats(),
+            clip_recorder=clips,
+            snapshot_writer=snapshots,
         )
 
     def forget(self, event_id: str) -> None:
@@ -322,12 +322,10 @@ class Recorder:
         if ev is None:
             return  # forgotten: the event was deleted while its clip was written
         if isinstance(result, ClipError):
-            self._clips_failed += 1
             log.warning("recorder: no clip for event %s: %s", ev.id, result.reason)
             if result.disk:
                 self._disk_trouble(result.reason)
             return
-        self._clips_written += 1
         # Thread-safe and ordered after the event's own row (written when it started).
         self._store.mark_clip(result.event_id, result.duration_s, result.size_bytes)
         self._hub.publish_clip(
@@ -346,12 +344,10 @@ class Recorder:
 
     def _snapshot_done(self, done: SnapshotDone) -> None:
         if done.error:
-            self._snapshots_failed += 1
             log.warning("recorder: no snapshot for event %s: %s", done.event_id, done.error)
             if done.disk:
                 self._disk_trouble(done.error)
             return
-        self._snapshots_written += 1
         self._store.mark_snapshot(done.event_id, done.size_bytes)
 
     # ------------------------------------------------------------ disk trouble

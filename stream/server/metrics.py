@@ -92,30 +92,29 @@ class _StreamCollector(Collector):
         yield paused
         yield buffered
         st = recorder.stats()
-        for name, doc, value in (
+        yield from _counters(
             ("recorder_clips_started", "Clips begun (one per event with recording on).", st.clips_started),
             ("recorder_clips_written", "Clips completed and published.", st.clips_written),
             ("recorder_clips_failed", "Clips that could not be written (the log says why).", st.clips_failed),
             ("recorder_snapshots_written", "Snapshots written (the first and each higher peak).", st.snapshots_written),
             ("recorder_snapshots_failed", "Snapshots that could not be taken or written.", st.snapshots_failed),
             ("recorder_subscription_dropped", "Hub messages the recorder lost (an error: events without clips).", st.dropped),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
+        )
         yield GaugeMetricFamily("recorder_clips_active", "Clips being written now.", value=st.clips_active)
         for key, value in sorted(st.clip_recorder.items()):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # started/written/failed/active are the recorder_clips_* figures above.
+            if key not in _CLIP_FIGURES and isinstance(value, (int, float)) and not isinstance(value, bool):
                 yield GaugeMetricFamily(f"recorder_clip_writer_{key}", f"Clip writer figure {key!r}.", value=value)
         if retention is not None:
             rs = retention.stats()
-            for name, doc, value in (
+            yield from _counters(
                 ("retention_runs", "Retention runs.", rs.runs),
                 ("retention_failures", "Retention runs that failed (the log says why).", rs.failures),
                 ("retention_deleted_aged", "Events removed for being older than events.retain_days.", rs.deleted_aged),
                 ("retention_deleted_capped", "Events removed to keep media under events.max_disk_mb.", rs.deleted_capped),
                 ("retention_orphans_removed", "Media files removed that had no event.", rs.orphans_removed),
                 ("retention_bytes_freed", "Bytes of media retention removed.", rs.bytes_freed),
-            ):
-                yield CounterMetricFamily(name, doc, value=value)
+            )
             if rs.usage_bytes is not None:
                 yield GaugeMetricFamily("events_media_bytes", "Bytes of clips and snapshots at the last retention run.", value=rs.usage_bytes)
         guard = self._pipeline.disk_guard
@@ -124,6 +123,15 @@ class _StreamCollector(Collector):
             if gs.free_bytes is not None:
                 yield GaugeMetricFamily("events_disk_free_bytes", "Free bytes on the disk of the media folders.", value=gs.free_bytes)
             yield GaugeMetricFamily("events_recording_paused", "1 while recording is paused for disk trouble (all streams).", value=int(gs.paused))
+
+
+_CLIP_FIGURES = frozenset({"started", "written", "failed", "active"})
+
+
+def _counters(*rows: tuple[str, str, float]) -> Iterator:
+    """One counter family per (name, help, value)."""
+    for name, doc, value in rows:
+        yield CounterMetricFamily(name, doc, value=value)
 
 
 class _ServerCollector(Collector):
